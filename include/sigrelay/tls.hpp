@@ -21,11 +21,12 @@ std::string library_version();
 
 struct server_options {
     std::string cert_file;  // PEM chain, leaf first
-    std::string key_file;   // PEM private key
+    std::string key_file;   // PEM private key (empty: in cert_file)
     // Client certificates: when client_ca_file is set, a client certificate is
     // requested and must chain to this CA; when required_client_name is also
     // set, the certificate must carry that name (a dNSName SAN, or the CN when
-    // it has no SAN), like Exchange's -TlsSenderCertificateName.
+    // it has no SAN), like Exchange's -TlsSenderCertificateName. Without a
+    // required name a client may also send no certificate (peer_verified false).
     std::string client_ca_file;
     std::string required_client_name;
 };
@@ -33,12 +34,14 @@ struct server_options {
 struct client_options {
     std::string ca_file;    // trust anchors; empty: the system's CAs
     std::string cert_file;  // optional client certificate (PEM chain)
-    std::string key_file;
+    std::string key_file;   // empty: in cert_file
     bool verify_peer = true;  // false only for load tools (smtp-blaster without --ca)
 };
 
 // An SSL_CTX with our policy: TLS 1.2 and 1.3 only. Shared by every engine of
-// one shard (contexts are created per shard: no cross-thread sharing).
+// one shard (contexts are created per shard: no cross-thread sharing). Client
+// contexts remember the newest resumable session per (verify name, SNI) and
+// offer it on the next engine::client() for that pair (DESIGN §8).
 class context {
 public:
     static result<context> server(const server_options& opts);
@@ -78,8 +81,9 @@ enum class state { handshaking, open, closed, failed };
 class engine {
 public:
     static result<engine> server(const context& ctx);
-    // sni: the server name sent; verify_name: the name the server certificate
-    // must carry (a DNS name, or an IP literal that must appear as an IP SAN).
+    // sni: the server name sent (none for an IP literal); verify_name: the name
+    // the server certificate must carry (a DNS name, or an IP literal that must
+    // appear as an IP SAN; empty: sni). Unused when the context has verify_peer=false.
     static result<engine> client(const context& ctx, std::string_view sni,
                                  std::string_view verify_name);
 
@@ -94,7 +98,8 @@ public:
     result<void> feed(std::span<const char> cipher, std::string& plain);
     // Plaintext out; valid once state() is open.
     result<void> write(std::string_view plain);
-    // Sends close_notify.
+    // Sends close_notify (also in reply to the peer's); state becomes closed.
+    // During the handshake nothing is sent and the state becomes failed.
     void shutdown();
 
     bool has_output() const noexcept;
@@ -109,10 +114,17 @@ public:
 private:
     engine() = default;
     result<void> after_handshake();
+    result<void> drive_handshake();
+    result<void> pump(std::string& plain);
+    error fail(std::string message);
+    std::string describe(int ssl_error);
+    void drain_output();
     SSL* ssl_ = nullptr;
     state state_ = state::handshaking;
     peer_info info_;
     std::string required_name_;  // server: required client name; client: verify name
+    std::string out_;            // ciphertext drained from the write BIO, for take_output()
+    bool client_ = false;
 };
 
 }  // namespace sigrelay::tls

@@ -1,0 +1,164 @@
+// Inbound SMTP connections: admission (allow-list, connection limits), the
+// session's timers (command and data timeouts, minimum data rate), STARTTLS,
+// and the hand-off of each transaction to whoever owns it (the relay's proxy,
+// or smarthost-sink). Shared by every SMTP server binary of the project.
+#pragma once
+
+#include <sigrelay/result.hpp>
+#include <sigrelay/runtime.hpp>
+#include <sigrelay/smtp.hpp>
+#include <sigrelay/tls.hpp>
+#include <sigrelay/transport.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sigrelay::inbound {
+
+struct server_options {
+    smtp::server_config smtp;
+    std::vector<runtime::cidr> allow;     // empty: every peer
+    unsigned max_connections = 0;         // per shard; 0: no limit
+    unsigned max_connections_per_ip = 0;  // across shards; 0: no limit
+    std::chrono::milliseconds command_timeout{300'000};
+    std::chrono::milliseconds data_timeout{600'000};
+    std::uint64_t min_data_rate = 0;  // bytes/s while reading content; 0: off
+    std::chrono::milliseconds rate_window{10'000};  // how often the rate is checked
+    std::string log_prefix = "sigrelay";
+    bool quiet = false;
+};
+
+// The per-IP connection counts, shared by every shard without a lock: a fixed
+// table of atomic counters indexed by a hash of the address. Two addresses
+// that share a slot share a limit, which only ever makes it stricter.
+class ip_table {
+public:
+    bool try_acquire(const runtime::socket_address& peer, unsigned limit) noexcept;
+    void release(const runtime::socket_address& peer) noexcept;
+    unsigned count(const runtime::socket_address& peer) const noexcept;
+
+private:
+    static constexpr std::size_t slots = 1 << 14;
+    static std::size_t slot(const runtime::socket_address& peer) noexcept;
+    std::atomic<std::uint32_t> counts_[slots]{};
+};
+
+// Counters of one shard, read after the shard stopped (or from its thread).
+struct counters {
+    std::uint64_t connections = 0, refused_allowlist = 0, refused_limits = 0;
+    std::uint64_t tls_handshakes = 0, tls_failures = 0, timeouts = 0;
+    std::uint64_t messages = 0, content_bytes = 0;
+};
+
+class session;
+
+// The owner of one connection's transactions. Every decision is answered with
+// session::answer(), at once or later.
+class transaction_handler {
+public:
+    virtual ~transaction_handler() = default;
+    virtual void on_helo(session&, std::string_view /*domain*/) {}
+    virtual void on_mail(session&, const smtp::mail_command&) = 0;
+    virtual void on_rcpt(session&, const smtp::rcpt_command&) = 0;
+    virtual void on_content(session&, std::span<const char> bytes) = 0;
+    virtual void on_message(session&) = 0;
+    virtual void on_reset(session&) {}
+    // The connection is gone; no callback follows.
+    virtual void on_end(session&) {}
+};
+
+class listener;
+
+// One inbound connection: stream + SMTP session + timers.
+class session final : public transport::stream_events, public smtp::session_events {
+public:
+    session(listener& l, runtime::connection& c);
+    ~session() override;
+
+    void answer(const smtp::reply& r) { smtp_.answer(r); }
+    void set_handler(std::unique_ptr<transaction_handler> h) { handler_ = std::move(h); }
+    transaction_handler* handler() const noexcept { return handler_.get(); }
+
+    transport::stream& stream() noexcept { return stream_; }
+    const runtime::socket_address& peer() const noexcept { return peer_; }
+    const std::string& helo() const noexcept { return helo_; }
+    const tls::peer_info* tls() const noexcept { return stream_.tls_info(); }
+    runtime::reactor& reactor() noexcept { return stream_.conn().owner(); }
+    std::uint64_t id() const noexcept { return id_; }
+    // Logs a line tagged with the shard, connection id and peer.
+    void log(std::string_view line) const;
+    // Holds while the session exists: for answers that arrive later.
+    std::weak_ptr<void> alive() const { return alive_; }
+
+private:
+    friend class listener;
+    void start();
+    // transport::stream_events
+    void on_plain(transport::stream&, std::span<const char> bytes) override;
+    void on_tls_ready(transport::stream&) override;
+    void on_timer(transport::stream&, std::uint64_t tag) override;
+    void on_shutdown(transport::stream&) override;
+    void on_closed(transport::stream&, int err, const std::string& tls_error) override;
+    // smtp::session_events
+    void send(std::string_view bytes) override;
+    void start_tls() override;
+    void on_helo(std::string_view domain, bool esmtp) override;
+    void on_mail(const smtp::mail_command& cmd) override;
+    void on_rcpt(const smtp::rcpt_command& cmd) override;
+    void on_content(std::span<const char> bytes) override;
+    void on_message() override;
+    void on_reset() override;
+    void on_close() override;
+    void on_log(std::string_view line) override;
+
+    void arm_timers();
+
+    listener& listener_;
+    runtime::socket_address peer_;
+    std::uint64_t id_;
+    transport::stream stream_;
+    smtp::server_session smtp_;
+    std::unique_ptr<transaction_handler> handler_;
+    std::shared_ptr<int> alive_;
+    std::string helo_;
+    bool in_content_ = false;
+    std::chrono::steady_clock::time_point window_start_{};
+    std::uint64_t window_bytes_ = 0;
+};
+
+// Makes the transaction handler of a new session.
+using handler_factory = std::function<std::unique_ptr<transaction_handler>(session&)>;
+
+// One shard's SMTP listener: admission and session creation. Give its
+// accept() to reactor::listen().
+class listener {
+public:
+    // tls: this shard's server context (nullptr: no STARTTLS offered).
+    listener(const server_options& opts, ip_table& ips, const tls::context* tls,
+             handler_factory make_handler);
+
+    runtime::accept_fn accept();
+
+    const server_options& options() const noexcept { return opts_; }
+    const counters& stats() const noexcept { return stats_; }
+    unsigned active() const noexcept { return active_; }
+
+private:
+    friend class session;
+    runtime::connection_handler* admit(runtime::connection& c);
+
+    const server_options& opts_;
+    ip_table& ips_;
+    const tls::context* tls_;
+    handler_factory make_handler_;
+    smtp::server_config smtp_;  // opts_.smtp with STARTTLS offered when tls_ is set
+    counters stats_;
+    unsigned active_ = 0;
+};
+
+}  // namespace sigrelay::inbound

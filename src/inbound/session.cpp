@@ -1,0 +1,156 @@
+// One inbound SMTP connection: bytes from the stream into the SMTP session,
+// replies back, STARTTLS, timeouts and the minimum data rate.
+#include <sigrelay/inbound.hpp>
+
+#include <cstdio>
+
+namespace sigrelay::inbound {
+
+namespace {
+enum timer_tag : std::uint64_t { idle_timer = 1, rate_timer = 2 };
+}
+
+session::session(listener& l, runtime::connection& c)
+    : listener_(l),
+      peer_(c.peer()),
+      id_(c.id()),
+      stream_(c, *this),
+      smtp_(l.smtp_, *this),
+      alive_(std::make_shared<int>(0)) {}
+
+session::~session() = default;
+
+void session::start() {
+    arm_timers();
+    smtp_.greet();
+}
+
+void session::log(std::string_view line) const {
+    if (listener_.opts_.quiet) return;
+    std::fprintf(stderr, "%s[%u] #%llu %s: %.*s\n", listener_.opts_.log_prefix.c_str(),
+                 stream_.conn().owner().shard(), static_cast<unsigned long long>(id_),
+                 peer_.to_string().c_str(), static_cast<int>(line.size()), line.data());
+}
+
+void session::arm_timers() {
+    const auto& o = listener_.opts_;
+    switch (smtp_.current_phase()) {
+        case smtp::phase::data:
+            stream_.set_timer(idle_timer, o.data_timeout);
+            if (o.min_data_rate != 0 && !in_content_) {
+                in_content_ = true;
+                window_start_ = std::chrono::steady_clock::now();
+                window_bytes_ = 0;
+                stream_.set_timer(rate_timer, o.rate_window);
+            }
+            return;
+        case smtp::phase::waiting:
+            // The owner is deciding (e.g. the smart host is answering): the
+            // client is not at fault for the wait, the owner bounds it.
+            stream_.cancel_timer(idle_timer);
+            break;
+        case smtp::phase::closed:
+            stream_.cancel_timer(idle_timer);
+            break;
+        default:
+            stream_.set_timer(idle_timer, o.command_timeout);
+            break;
+    }
+    if (in_content_) {
+        in_content_ = false;
+        stream_.cancel_timer(rate_timer);
+    }
+}
+
+void session::on_plain(transport::stream&, std::span<const char> bytes) {
+    if (in_content_) window_bytes_ += bytes.size();
+    smtp_.feed(bytes);
+    arm_timers();
+}
+
+void session::on_tls_ready(transport::stream&) {
+    ++listener_.stats_.tls_handshakes;
+    if (const auto* t = stream_.tls_info())
+        log("TLS " + t->version + " " + t->cipher + (t->sni.empty() ? "" : " sni=" + t->sni) +
+            (t->peer_verified ? " client=" + t->peer_subject_cn : ""));
+    smtp_.tls_started();
+    arm_timers();
+}
+
+void session::on_timer(transport::stream&, std::uint64_t tag) {
+    if (tag == idle_timer) {
+        ++listener_.stats_.timeouts;
+        smtp_.timed_out(smtp_.current_phase() == smtp::phase::data ? "data timeout" : "command timeout");
+        return;
+    }
+    if (tag == rate_timer && in_content_) {
+        auto now = std::chrono::steady_clock::now();
+        double secs = std::chrono::duration<double>(now - window_start_).count();
+        double rate = secs > 0 ? static_cast<double>(window_bytes_) / secs : 0;
+        if (rate < static_cast<double>(listener_.opts_.min_data_rate)) {
+            ++listener_.stats_.timeouts;
+            char why[128];
+            std::snprintf(why, sizeof why, "data rate %.0f bytes/s below --min-data-rate %llu", rate,
+                          static_cast<unsigned long long>(listener_.opts_.min_data_rate));
+            smtp_.timed_out(why);
+            return;
+        }
+        window_start_ = now;
+        window_bytes_ = 0;
+        stream_.set_timer(rate_timer, listener_.opts_.rate_window);
+    }
+}
+
+void session::on_shutdown(transport::stream&) { smtp_.shutdown(); }
+
+void session::on_closed(transport::stream&, int, const std::string& tls_error) {
+    if (!tls_error.empty()) {
+        ++listener_.stats_.tls_failures;
+        log("TLS failed: " + tls_error);
+    }
+    if (handler_) handler_->on_end(*this);
+    --listener_.active_;
+    listener_.ips_.release(peer_);
+    delete this;
+}
+
+void session::send(std::string_view bytes) { stream_.write(bytes); }
+
+void session::start_tls() {
+    if (listener_.tls_ == nullptr) {
+        stream_.abort();
+        return;
+    }
+    if (auto r = stream_.start_tls_server(*listener_.tls_); !r) {
+        log("TLS start failed: " + r.err().message);
+        stream_.abort();
+    }
+}
+
+void session::on_helo(std::string_view domain, bool) {
+    helo_ = smtp::printable(domain, 255);
+    if (handler_) handler_->on_helo(*this, domain);
+}
+
+void session::on_mail(const smtp::mail_command& cmd) { handler_->on_mail(*this, cmd); }
+void session::on_rcpt(const smtp::rcpt_command& cmd) { handler_->on_rcpt(*this, cmd); }
+
+void session::on_content(std::span<const char> bytes) {
+    listener_.stats_.content_bytes += bytes.size();
+    handler_->on_content(*this, bytes);
+}
+
+void session::on_message() {
+    ++listener_.stats_.messages;
+    handler_->on_message(*this);
+}
+
+void session::on_reset() {
+    if (handler_) handler_->on_reset(*this);
+}
+
+void session::on_close() { stream_.close(); }
+
+void session::on_log(std::string_view line) { log(line); }
+
+}  // namespace sigrelay::inbound

@@ -1,0 +1,106 @@
+// Plaintext streams over reactor connections, with optional TLS.
+#include <sigrelay/transport.hpp>
+
+#include <utility>
+
+namespace sigrelay::transport {
+
+void stream_events::on_shutdown(stream& s) { s.close(); }
+
+stream::stream(runtime::connection& conn, stream_events& events) : conn_(&conn), events_(&events) {
+    conn.set_handler(this);
+}
+
+stream::~stream() = default;
+
+void stream::write(std::string_view plain) {
+    if (!tls_) {
+        conn_->send(std::string(plain));
+        return;
+    }
+    if (auto r = tls_->write(plain); !r) {
+        fail_tls(r.err().message);
+        return;
+    }
+    flush_tls();
+}
+
+result<void> stream::start_tls_server(const tls::context& ctx) {
+    auto e = tls::engine::server(ctx);
+    if (!e) return e.err();
+    tls_.emplace(std::move(e).value());
+    return tls_->start();
+}
+
+result<void> stream::start_tls_client(const tls::context& ctx, std::string_view sni,
+                                      std::string_view verify_name) {
+    auto e = tls::engine::client(ctx, sni, verify_name);
+    if (!e) return e.err();
+    tls_.emplace(std::move(e).value());
+    SIGRELAY_TRY(tls_->start());
+    flush_tls();
+    return {};
+}
+
+void stream::flush_tls() {
+    if (!tls_ || !tls_->has_output()) return;
+    out_.clear();
+    tls_->take_output(out_);
+    conn_->send(std::move(out_));
+    out_ = std::string();
+}
+
+void stream::fail_tls(std::string why) {
+    if (tls_error_.empty()) tls_error_ = std::move(why);
+    flush_tls();  // the alert, if any
+    conn_->close();
+}
+
+void stream::close() {
+    if (tls_ && tls_->current_state() == tls::state::open) {
+        tls_->shutdown();
+        flush_tls();
+    }
+    conn_->close();
+}
+
+void stream::on_connected(runtime::connection&, int err) { events_->on_connected(*this, err); }
+
+void stream::on_data(runtime::connection&, std::span<const char> bytes) {
+    bytes_in_ += bytes.size();
+    if (!tls_) {
+        events_->on_plain(*this, bytes);
+        return;
+    }
+    plain_.clear();
+    auto r = tls_->feed(bytes, plain_);
+    flush_tls();
+    if (!r) {
+        fail_tls(r.err().message);
+        return;
+    }
+    if (!tls_announced_ && tls_->handshake_done()) {
+        tls_announced_ = true;
+        events_->on_tls_ready(*this);
+        // The handler may have closed the connection, or replaced the engine.
+        if (conn_->closing() || !tls_) return;
+    }
+    if (!plain_.empty()) {
+        // Move out first: the handler may write, which never touches plain_,
+        // but may also trigger nested feeds in future designs.
+        std::string chunk = std::move(plain_);
+        plain_ = std::string();
+        events_->on_plain(*this, chunk);
+    }
+    if (tls_ && tls_->current_state() == tls::state::closed) conn_->close();
+}
+
+void stream::on_timer(runtime::connection&, std::uint64_t tag) { events_->on_timer(*this, tag); }
+
+void stream::on_shutdown(runtime::connection&) { events_->on_shutdown(*this); }
+
+void stream::on_closed(runtime::connection&, int err) {
+    events_->on_closed(*this, err, tls_error_);
+}
+
+}  // namespace sigrelay::transport

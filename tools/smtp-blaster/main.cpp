@@ -1,0 +1,452 @@
+// smtp-blaster: a load generator for SMTP servers, on the same runtime, TLS
+// engine and SMTP client session as the relay's outbound leg. Prints
+// messages/s, MB/s, latency percentiles and replies by code.
+#include <sigrelay/cli.hpp>
+#include <sigrelay/runtime.hpp>
+#include <sigrelay/smtp_client.hpp>
+#include <sigrelay/tls.hpp>
+#include <sigrelay/transport.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace sigrelay;
+using namespace std::chrono_literals;
+using clock_type = std::chrono::steady_clock;
+
+struct options {
+    std::string target;
+    unsigned connections = 10;
+    std::uint64_t messages = 1000;
+    std::uint64_t size = 4096;
+    std::string corpus;
+    std::string from = "alice@fabrikam.com";
+    std::vector<std::string> to;
+    bool starttls = false;
+    std::string ca, client_cert, client_key, tls_name;
+    bool chunking = false;
+    double rate = 0;
+    double duration = 0;
+    std::uint64_t new_connection_every = 0;
+    bool json = false;
+    unsigned threads = 1;
+    std::string helo = "blaster.localhost";
+};
+
+// What every shard shares: the messages left to send, the deadline.
+struct shared_state {
+    std::atomic<std::int64_t> remaining{0};
+    clock_type::time_point deadline = clock_type::time_point::max();
+    bool claim() {
+        if (clock_type::now() >= deadline) return false;
+        return remaining.fetch_sub(1, std::memory_order_relaxed) > 0;
+    }
+};
+
+struct shard_stats {
+    std::uint64_t sent = 0, accepted = 0, bytes = 0, errors = 0, connections = 0;
+    std::map<int, std::uint64_t> replies;
+    std::vector<std::uint32_t> latency_us;
+};
+
+struct shard_ctx;
+
+class blaster_connection final : public transport::stream_events, public smtp::client_events {
+public:
+    blaster_connection(shard_ctx& sh, unsigned slot);
+    void start();
+
+    // transport::stream_events
+    void on_connected(transport::stream&, int err) override;
+    void on_plain(transport::stream&, std::span<const char> b) override { client_->feed(b); }
+    void on_tls_ready(transport::stream&) override { client_->tls_started(); }
+    void on_closed(transport::stream&, int err, const std::string& tls_error) override;
+    void on_shutdown(transport::stream& s) override { s.close(); }
+
+    // smtp::client_events
+    void send(std::string_view b) override { stream_->write(b); }
+    void start_tls() override;
+    void on_ready(const smtp::server_capabilities&) override { next(); }
+    void on_reply(smtp::command_kind k, const smtp::reply& r) override;
+    void on_failure(const smtp::reply& r) override;
+
+private:
+    void next();
+    void send_message();
+    void finish_message(int code);
+
+    shard_ctx& sh_;
+    unsigned slot_;
+    std::unique_ptr<transport::stream> stream_;
+    std::optional<smtp::client_session> client_;
+    clock_type::time_point started_{};
+    bool in_message_ = false;
+    bool quitting_ = false;
+    int first_error_code_ = 0;
+    unsigned rcpt_ok_ = 0;
+    std::uint64_t on_this_connection_ = 0;
+    std::size_t content_index_ = 0;
+};
+
+struct shard_ctx {
+    const options* opt;
+    shared_state* shared;
+    runtime::reactor* reactor = nullptr;
+    runtime::socket_address target;
+    std::optional<tls::context> tls;
+    const std::vector<std::string>* contents;
+    smtp::client_config client_cfg;
+    shard_stats stats;
+    unsigned live = 0;
+    unsigned slots = 0;
+    double rate = 0;  // this shard's share, messages/s
+    clock_type::time_point next_slot = clock_type::now();
+    std::size_t content_cursor = 0;
+    std::vector<std::unique_ptr<blaster_connection>> conns;
+
+    void connection_done() {
+        if (--live == 0) reactor->stop(0ms);
+    }
+};
+
+blaster_connection::blaster_connection(shard_ctx& sh, unsigned slot) : sh_(sh), slot_(slot) {}
+
+void blaster_connection::start() {
+    ++sh_.live;
+    ++sh_.stats.connections;
+    quitting_ = false;
+    in_message_ = false;
+    on_this_connection_ = 0;
+    client_.emplace(sh_.client_cfg, *this);
+    auto c = sh_.reactor->connect(sh_.target, nullptr, 10s);
+    if (!c) {
+        ++sh_.stats.errors;
+        sh_.connection_done();
+        return;
+    }
+    stream_ = std::make_unique<transport::stream>(**c, *this);
+}
+
+void blaster_connection::on_connected(transport::stream&, int err) {
+    if (err < 0) ++sh_.stats.errors;
+}
+
+void blaster_connection::start_tls() {
+    std::string name = sh_.opt->tls_name.empty() ? sh_.target.ip_string() : sh_.opt->tls_name;
+    auto r = stream_->start_tls_client(*sh_.tls, sh_.opt->tls_name, name);
+    if (!r) {
+        ++sh_.stats.errors;
+        stream_->abort();
+    }
+}
+
+void blaster_connection::next() {
+    if (quitting_) return;
+    if (sh_.opt->new_connection_every && on_this_connection_ >= sh_.opt->new_connection_every) {
+        quitting_ = true;
+        client_->quit();
+        return;
+    }
+    if (!sh_.shared->claim()) {
+        quitting_ = true;
+        client_->quit();
+        return;
+    }
+    if (sh_.rate > 0) {
+        // Pace the shard: each message takes the next free slot of 1/rate s.
+        auto now = clock_type::now();
+        auto step = std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(1.0 / sh_.rate));
+        sh_.next_slot = std::max(sh_.next_slot + step, now);
+        if (sh_.next_slot > now) {
+            auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(sh_.next_slot - now);
+            in_message_ = true;  // reserved
+            sh_.reactor->after(wait, [this] { send_message(); });
+            return;
+        }
+    }
+    in_message_ = true;
+    send_message();
+}
+
+void blaster_connection::send_message() {
+    if (!client_ || client_->failed()) return;
+    started_ = clock_type::now();
+    first_error_code_ = 0;
+    rcpt_ok_ = 0;
+    ++on_this_connection_;
+    ++sh_.stats.sent;
+    content_index_ = sh_.content_cursor++ % sh_.contents->size();
+    client_->mail(sh_.opt->from);
+    for (const auto& rcpt : sh_.opt->to) client_->rcpt(rcpt);
+    client_->data((*sh_.contents)[content_index_]);
+}
+
+void blaster_connection::on_reply(smtp::command_kind k, const smtp::reply& r) {
+    switch (k) {
+        case smtp::command_kind::mail:
+            if (r.code >= 300 && !first_error_code_) first_error_code_ = r.code;
+            return;
+        case smtp::command_kind::rcpt:
+            if (r.code < 300) ++rcpt_ok_;
+            else if (!first_error_code_) first_error_code_ = r.code;
+            return;
+        case smtp::command_kind::data:
+            // The message's outcome is the reply to its content, unless MAIL
+            // or every RCPT failed first (the data reply is then a 503/554).
+            finish_message(r.code < 300 ? r.code : (first_error_code_ && !rcpt_ok_ ? first_error_code_ : r.code));
+            return;
+        case smtp::command_kind::quit:
+            stream_->close();
+            return;
+        default:
+            return;
+    }
+}
+
+void blaster_connection::finish_message(int code) {
+    in_message_ = false;
+    ++sh_.stats.replies[code];
+    if (code >= 200 && code < 300) {
+        ++sh_.stats.accepted;
+        sh_.stats.bytes += (*sh_.contents)[content_index_].size();
+        auto us = std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - started_).count();
+        sh_.stats.latency_us.push_back(static_cast<std::uint32_t>(std::min<long long>(us, UINT32_MAX)));
+    }
+    next();
+}
+
+void blaster_connection::on_failure(const smtp::reply& r) {
+    ++sh_.stats.errors;
+    if (in_message_) {
+        in_message_ = false;
+        ++sh_.stats.replies[r.code];
+    }
+    if (stream_) stream_->abort();
+}
+
+void blaster_connection::on_closed(transport::stream&, int err, const std::string& tls_error) {
+    if (!tls_error.empty() || (err < 0 && !quitting_)) ++sh_.stats.errors;
+    if (in_message_) {
+        in_message_ = false;
+        ++sh_.stats.replies[0];  // lost: no reply
+    }
+    bool again = quitting_ && sh_.opt->new_connection_every &&
+                 on_this_connection_ >= sh_.opt->new_connection_every &&
+                 sh_.shared->remaining.load(std::memory_order_relaxed) > 0 && clock_type::now() < sh_.shared->deadline;
+    // This runs inside the stream's own last callback: the stream may be
+    // destroyed here as long as nothing touches it after we return.
+    auto dead = std::move(stream_);
+    client_.reset();
+    if (again) start();  // before connection_done(), so the shard stays up
+    sh_.connection_done();
+}
+
+std::string generate_message(const options& o, std::uint64_t size) {
+    std::string m = "From: Blaster <" + o.from + ">\r\nTo: <" + o.to.front() +
+                    ">\r\nSubject: smtp-blaster test message\r\nMessage-ID: <blaster@localhost>\r\n"
+                    "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n";
+    const std::string line = "The quick brown fox jumps over the lazy dog; 0123456789 abcdefghijklmnop.\r\n";
+    while (m.size() + line.size() <= size) m += line;
+    if (m.size() < size) m += std::string(size - m.size() > 2 ? size - m.size() - 2 : 0, 'x') + "\r\n";
+    return m;
+}
+
+std::string to_crlf(const std::string& in) {
+    std::string out;
+    out.reserve(in.size() + in.size() / 40);
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        char c = in[i];
+        if (c == '\r') {
+            out += "\r\n";
+            if (i + 1 < in.size() && in[i + 1] == '\n') ++i;
+        } else if (c == '\n') {
+            out += "\r\n";
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
+double percentile(const std::vector<std::uint32_t>& sorted, double p) {
+    if (sorted.empty()) return 0;
+    std::size_t i = static_cast<std::size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5);
+    return sorted[std::min(i, sorted.size() - 1)] / 1000.0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    options o;
+    cli::parser p("smtp-blaster", "Load generator for SMTP servers (loopback benchmarks of sigrelay).");
+    p.add("--target", &o.target, "HOST:PORT of the server");
+    p.add("--connections", &o.connections, "concurrent connections (default 10)");
+    p.add("--messages", &o.messages, "messages to send in all (default 1000; 0 with --duration: unlimited)");
+    p.add("--size", &o.size, "generated message size in bytes (default 4096)");
+    p.add("--corpus", &o.corpus, "send the files of DIR (LF made CRLF) in turn instead");
+    p.add("--from", &o.from, "envelope sender (default alice@fabrikam.com)");
+    p.add("--to", &o.to, "envelope recipient (repeatable; default bob@example.net)");
+    p.add_bool("--starttls", &o.starttls, "require STARTTLS");
+    p.add("--ca", &o.ca, "verify the server certificate against this CA (else not verified)");
+    p.add("--client-cert", &o.client_cert, "client certificate (PEM)");
+    p.add("--client-key", &o.client_key, "client key (PEM)");
+    p.add("--tls-name", &o.tls_name, "SNI and the name to verify (default: the target's address)");
+    p.add_bool("--chunking", &o.chunking, "use BDAT when the server offers CHUNKING");
+    p.add("--rate", &o.rate, "messages per second in all (default: as fast as possible)");
+    p.add("--duration", &o.duration, "stop starting messages after S seconds");
+    p.add("--new-connection-every", &o.new_connection_every, "reconnect after N messages per connection");
+    p.add("--threads", &o.threads, "shards (default 1)");
+    p.add("--helo", &o.helo, "EHLO name");
+    p.add_bool("--json", &o.json, "print one JSON object");
+    if (auto r = p.parse(argc, argv); !r) {
+        std::fprintf(stderr, "smtp-blaster: %s\n", r.err().message.c_str());
+        return 64;
+    }
+    if (p.help_requested()) {
+        std::fputs(p.help().c_str(), stdout);
+        return 0;
+    }
+    if (o.target.empty()) {
+        std::fprintf(stderr, "smtp-blaster: --target HOST:PORT is required\n");
+        return 64;
+    }
+    if (o.to.empty()) o.to.push_back("bob@example.net");
+    if (o.messages == 0 && o.duration <= 0) {
+        std::fprintf(stderr, "smtp-blaster: --messages 0 needs --duration\n");
+        return 64;
+    }
+    if (o.connections == 0) o.connections = 1;
+    auto target = runtime::socket_address::parse(o.target);
+    if (!target) {
+        std::fprintf(stderr, "smtp-blaster: --target %s: %s\n", o.target.c_str(), target.err().message.c_str());
+        return 64;
+    }
+    if (auto r = runtime::probe_kernel(); !r) {
+        std::fprintf(stderr, "smtp-blaster: %s\n", r.err().message.c_str());
+        return 71;
+    }
+
+    std::vector<std::string> contents;
+    if (!o.corpus.empty()) {
+        std::error_code ec;
+        for (auto& e : std::filesystem::recursive_directory_iterator(o.corpus, ec)) {
+            if (!e.is_regular_file()) continue;
+            std::ifstream f(e.path(), std::ios::binary);
+            std::stringstream ss;
+            ss << f.rdbuf();
+            contents.push_back(to_crlf(ss.str()));
+        }
+        if (contents.empty()) {
+            std::fprintf(stderr, "smtp-blaster: --corpus %s: no files\n", o.corpus.c_str());
+            return 66;
+        }
+        std::sort(contents.begin(), contents.end());
+    } else {
+        contents.push_back(generate_message(o, o.size));
+    }
+
+    shared_state shared;
+    shared.remaining = o.messages ? static_cast<std::int64_t>(o.messages) : INT64_MAX;
+    runtime::shard_options so;
+    so.threads = std::max(1u, std::min(o.threads, o.connections));
+    so.pin = false;
+    so.drain_timeout = 5s;
+    runtime::shard_group group(so);
+    std::vector<std::unique_ptr<shard_ctx>> shards;
+    for (unsigned i = 0; i < group.size(); ++i) {
+        auto sh = std::make_unique<shard_ctx>();
+        sh->opt = &o;
+        sh->shared = &shared;
+        sh->target = *target;
+        sh->contents = &contents;
+        sh->client_cfg.helo_name = o.helo;
+        sh->client_cfg.tls = o.starttls ? smtp::tls_mode::required : smtp::tls_mode::none;
+        sh->client_cfg.use_chunking = o.chunking;
+        sh->slots = o.connections / group.size() + (i < o.connections % group.size() ? 1 : 0);
+        sh->rate = o.rate > 0 ? o.rate / group.size() : 0;
+        if (o.starttls) {
+            tls::client_options co;
+            co.ca_file = o.ca;
+            co.verify_peer = !o.ca.empty();
+            co.cert_file = o.client_cert;
+            co.key_file = o.client_key;
+            auto ctx = tls::context::client(co);
+            if (!ctx) {
+                std::fprintf(stderr, "smtp-blaster: TLS: %s\n", ctx.err().message.c_str());
+                return 78;
+            }
+            sh->tls.emplace(std::move(ctx).value());
+        }
+        shards.push_back(std::move(sh));
+    }
+
+    auto t0 = clock_type::now();
+    if (o.duration > 0)
+        shared.deadline = t0 + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(o.duration));
+    auto started = group.start([&](runtime::reactor& r, unsigned i) -> result<void> {
+        shard_ctx& sh = *shards[i];
+        sh.reactor = &r;
+        r.post([&sh] {
+            for (unsigned s = 0; s < sh.slots; ++s) {
+                sh.conns.push_back(std::make_unique<blaster_connection>(sh, s));
+                sh.conns.back()->start();
+            }
+            if (sh.live == 0) sh.reactor->stop(0ms);
+        });
+        return {};
+    });
+    if (!started) {
+        std::fprintf(stderr, "smtp-blaster: %s\n", started.err().message.c_str());
+        return 71;
+    }
+    group.wait();
+    double secs = std::chrono::duration<double>(clock_type::now() - t0).count();
+
+    shard_stats total;
+    for (auto& sh : shards) {
+        total.sent += sh->stats.sent;
+        total.accepted += sh->stats.accepted;
+        total.bytes += sh->stats.bytes;
+        total.errors += sh->stats.errors;
+        total.connections += sh->stats.connections;
+        for (auto& [code, n] : sh->stats.replies) total.replies[code] += n;
+        total.latency_us.insert(total.latency_us.end(), sh->stats.latency_us.begin(), sh->stats.latency_us.end());
+    }
+    std::sort(total.latency_us.begin(), total.latency_us.end());
+    double mps = secs > 0 ? total.accepted / secs : 0;
+    double mbps = secs > 0 ? total.bytes / secs / 1e6 : 0;
+    double p50 = percentile(total.latency_us, 0.50), p90 = percentile(total.latency_us, 0.90);
+    double p99 = percentile(total.latency_us, 0.99), p999 = percentile(total.latency_us, 0.999);
+    std::string replies;
+    for (auto& [code, n] : total.replies) {
+        if (!replies.empty()) replies += ", ";
+        replies += "\"" + std::to_string(code) + "\": " + std::to_string(n);
+    }
+    if (o.json) {
+        std::printf("{\"messages\": %llu, \"accepted\": %llu, \"seconds\": %.3f, \"messages_per_second\": %.1f, "
+                    "\"mb_per_second\": %.2f, \"latency_ms\": {\"p50\": %.3f, \"p90\": %.3f, \"p99\": %.3f, "
+                    "\"p999\": %.3f}, \"replies\": {%s}, \"errors\": %llu, \"connections\": %llu}\n",
+                    (unsigned long long)total.sent, (unsigned long long)total.accepted, secs, mps, mbps, p50, p90,
+                    p99, p999, replies.c_str(), (unsigned long long)total.errors,
+                    (unsigned long long)total.connections);
+    } else {
+        std::printf("messages %llu, accepted %llu in %.2f s: %.0f messages/s, %.2f MB/s\n",
+                    (unsigned long long)total.sent, (unsigned long long)total.accepted, secs, mps, mbps);
+        std::printf("latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f\n", p50, p90, p99, p999);
+        std::printf("replies: {%s}  errors: %llu  connections: %llu\n", replies.c_str(),
+                    (unsigned long long)total.errors, (unsigned long long)total.connections);
+    }
+    return total.accepted == total.sent && total.errors == 0 ? 0 : 1;
+}

@@ -155,6 +155,7 @@ TEST_CASE("a failed DATA is reported, not sent") {
     feed(s, "220 sink\r\n250 sink\r\n");
     r.take();
     s.mail("a@b.c");
+    CHECK(r.take() == "MAIL FROM:<a@b.c>\r\n");
     feed(s, "250 ok\r\n");
     s.data("hello\r\n");
     CHECK(r.take() == "DATA\r\n");

@@ -17,16 +17,17 @@ namespace sigrelay::smtp {
 enum class bare_newline_policy { reject, normalize };
 
 struct server_config {
-    std::string hostname = "localhost";          // greeting and EHLO
+    std::string hostname = "localhost";  // greeting and EHLO
     std::string greeting_text = "ESMTP sigrelay";
     std::uint64_t max_message_size = 150ull << 20;  // SIZE, 552 5.3.4 beyond
-    unsigned max_recipients = 1000;               // 452 4.5.3 beyond
-    bool tls_available = false;  // advertise STARTTLS (until TLS is active)
-    bool require_tls = true;     // MAIL before STARTTLS → 530 5.7.0
-    bool chunking = true;        // advertise CHUNKING, accept BDAT
-    bool advertise_xoorg = true; // XOORG= MAIL parameter (Exchange Online)
+    unsigned max_recipients = 1000;                 // 452 4.5.3 beyond
+    bool tls_available = false;                     // advertise STARTTLS (until TLS is active)
+    bool require_tls = true;                        // MAIL before STARTTLS → 530 5.7.0
+    bool chunking = true;                           // advertise CHUNKING, accept BDAT
+    bool advertise_xoorg = true;                    // XOORG= MAIL parameter (Exchange Online)
     bare_newline_policy bare_newline = bare_newline_policy::reject;
-    unsigned max_errors = 10;    // then 421 4.7.0 and close
+    unsigned max_errors = 10;  // then 421 4.7.0 and close (0: no limit)
+    bool trace = false;        // on_log every phase change ("command -> data")
 };
 
 // One reply. `text` may hold '\n' for a multi-line reply; each line gets the
@@ -39,7 +40,7 @@ struct reply {
 std::string format_reply(const reply& r);
 
 struct mail_command {
-    std::string reverse_path;  // without <>; empty for the null sender
+    std::string reverse_path;           // without <>; empty for the null sender
     std::optional<std::uint64_t> size;  // SIZE=
     bool body_8bitmime = false;         // BODY=8BITMIME
     bool smtputf8 = false;              // SMTPUTF8
@@ -75,6 +76,8 @@ public:
     virtual void on_message() = 0;
     // The transaction in progress (if any) is abandoned: RSET, HELO/EHLO,
     // STARTTLS, a rejected message (size, bare newline), or the session end.
+    // Called only while in_transaction() (MAIL answered 2yz, message not yet
+    // answered); the answer to on_message ends a transaction without it.
     virtual void on_reset() {}
     // The session is over: flush what was sent, then close the connection.
     virtual void on_close() = 0;
@@ -122,10 +125,18 @@ public:
 
     phase current_phase() const noexcept;
     bool tls_active() const noexcept;
-    bool in_transaction() const noexcept;  // from MAIL until its end
+    bool in_transaction() const noexcept;     // from MAIL until its end
     std::uint64_t messages() const noexcept;  // messages answered 2yz
 
+    // Input held by the session: a partial command line, or commands
+    // pipelined behind a pending decision. The owner stops reading from the
+    // socket while this is at or above input_high_water (back-pressure; the
+    // session itself never drops pipelined input).
+    std::size_t buffered_bytes() const noexcept;
+    static constexpr std::size_t input_high_water = 64 * 1024;
+
     struct impl;
+
 private:
     std::unique_ptr<impl> impl_;
 };

@@ -112,8 +112,8 @@ bool client_session::parse_line(std::string_view line) {
     int code = 0;
     bool more = false;
     std::string_view text;
-    if (!parse_reply_line(line, code, more, text) ||
-        (have_partial_ && code != partial_.code) || ehlo_lines_.size() > max_reply_lines) {
+    if (!parse_reply_line(line, code, more, text) || (have_partial_ && code != partial_.code) ||
+        ehlo_lines_.size() > max_reply_lines) {
         fail({421, "4.5.0", "malformed reply from server: " + printable(line, 100)});
         return false;
     }
@@ -176,12 +176,18 @@ void client_session::handle(const reply& r) {
                     arg = kw.substr(sp + 1);
                     kw = kw.substr(0, sp);
                 }
-                if (kw == "PIPELINING") caps_.pipelining = true;
-                else if (kw == "CHUNKING") caps_.chunking = true;
-                else if (kw == "STARTTLS") caps_.starttls = true;
-                else if (kw == "8BITMIME") caps_.eightbitmime = true;
-                else if (kw == "SMTPUTF8") caps_.smtputf8 = true;
-                else if (kw == "ENHANCEDSTATUSCODES") caps_.enhanced_status_codes = true;
+                if (kw == "PIPELINING")
+                    caps_.pipelining = true;
+                else if (kw == "CHUNKING")
+                    caps_.chunking = true;
+                else if (kw == "STARTTLS")
+                    caps_.starttls = true;
+                else if (kw == "8BITMIME")
+                    caps_.eightbitmime = true;
+                else if (kw == "SMTPUTF8")
+                    caps_.smtputf8 = true;
+                else if (kw == "ENHANCEDSTATUSCODES")
+                    caps_.enhanced_status_codes = true;
                 else if (kw == "SIZE") {
                     std::uint64_t v = 0;
                     for (char c : arg) {

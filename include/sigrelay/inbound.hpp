@@ -121,6 +121,7 @@ private:
     listener& listener_;
     runtime::socket_address peer_;
     std::uint64_t id_;
+    unsigned shard_;
     transport::stream stream_;
     smtp::server_session smtp_;
     std::unique_ptr<transaction_handler> handler_;

@@ -14,6 +14,7 @@ session::session(listener& l, runtime::connection& c)
     : listener_(l),
       peer_(c.peer()),
       id_(c.id()),
+      shard_(c.owner().shard()),
       stream_(c, *this),
       smtp_(l.smtp_, *this),
       alive_(std::make_shared<int>(0)) {}
@@ -28,7 +29,7 @@ void session::start() {
 void session::log(std::string_view line) const {
     if (listener_.opts_.quiet) return;
     std::fprintf(stderr, "%s[%u] #%llu %s: %.*s\n", listener_.opts_.log_prefix.c_str(),
-                 stream_.conn().owner().shard(), static_cast<unsigned long long>(id_),
+                 shard_, static_cast<unsigned long long>(id_),
                  peer_.to_string().c_str(), static_cast<int>(line.size()), line.data());
 }
 

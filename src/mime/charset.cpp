@@ -1,0 +1,195 @@
+// MIME charset labels → glibc iconv, strict conversion, and UTF-8 → charset
+// with HTML numeric character references for what the charset cannot hold.
+#include <sigrelay/mime/charset.hpp>
+
+#include "text_util.hpp"
+
+#include <iconv.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <utility>
+
+namespace sigrelay::mime {
+namespace {
+
+class iconv_handle {
+public:
+    iconv_handle(const std::string& to, const std::string& from)
+        : cd_(iconv_open(to.c_str(), from.c_str())) {}
+    ~iconv_handle() {
+        if (ok()) iconv_close(cd_);
+    }
+    iconv_handle(const iconv_handle&) = delete;
+    iconv_handle& operator=(const iconv_handle&) = delete;
+    bool ok() const noexcept { return cd_ != reinterpret_cast<iconv_t>(-1); }
+    iconv_t get() const noexcept { return cd_; }
+
+private:
+    iconv_t cd_;
+};
+
+// Converts `in`, appending to `out`. Returns false at an invalid or
+// unconvertible sequence, leaving `consumed` at its offset.
+bool run(iconv_t cd, std::string_view in, std::string& out, std::size_t& consumed) {
+    char* src = const_cast<char*>(in.data());
+    std::size_t src_left = in.size();
+    bool ok = true;
+    while (src_left > 0) {
+        char buf[4096];
+        char* dst = buf;
+        std::size_t dst_left = sizeof buf;
+        std::size_t r = iconv(cd, &src, &src_left, &dst, &dst_left);
+        out.append(buf, sizeof buf - dst_left);
+        if (r == static_cast<std::size_t>(-1) && errno != E2BIG) {
+            ok = false;
+            break;
+        }
+    }
+    consumed = in.size() - src_left;
+    return ok;
+}
+
+// Returns the shift state to the initial one (ISO-2022-JP: ESC ( B).
+void flush(iconv_t cd, std::string& out) {
+    char buf[64];
+    char* dst = buf;
+    std::size_t dst_left = sizeof buf;
+    iconv(cd, nullptr, nullptr, &dst, &dst_left);
+    out.append(buf, sizeof buf - dst_left);
+}
+
+// One UTF-8 sequence at `s`: its length (1 for an invalid byte) and code point.
+std::pair<std::size_t, std::uint32_t> utf8_next(std::string_view s) {
+    auto b = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+    unsigned char c = b(0);
+    if (c < 0x80) return {1, c};
+    std::size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 0;
+    if (len == 0 || len > s.size()) return {1, 0xFFFD};
+    std::uint32_t cp = c & (0x7F >> len);
+    for (std::size_t i = 1; i < len; ++i) {
+        if ((b(i) & 0xC0) != 0x80) return {1, 0xFFFD};
+        cp = (cp << 6) | (b(i) & 0x3F);
+    }
+    return {len, cp};
+}
+
+void append_ncr(std::string& out, std::uint32_t cp) {
+    out += "&#";
+    out += std::to_string(cp);
+    out += ';';
+}
+
+}  // namespace
+
+bool is_utf8_label(std::string_view label) noexcept {
+    auto l = trim(label);
+    return iequals(l, "utf-8") || iequals(l, "utf8");
+}
+
+bool is_ascii_label(std::string_view label) noexcept {
+    auto l = trim(label);
+    return iequals(l, "us-ascii") || iequals(l, "ascii") || iequals(l, "ansi_x3.4-1968") ||
+           iequals(l, "iso646-us") || iequals(l, "us");
+}
+
+bool is_stateful_label(std::string_view label) noexcept {
+    return istarts_with(trim(label), "iso-2022-") || istarts_with(trim(label), "iso2022");
+}
+
+bool is_ascii_incompatible_label(std::string_view label) noexcept {
+    auto l = trim(label);
+    return istarts_with(l, "utf-16") || istarts_with(l, "utf-32") || istarts_with(l, "utf16") ||
+           istarts_with(l, "utf32") || istarts_with(l, "ucs") || istarts_with(l, "utf-7") ||
+           istarts_with(l, "unicode");
+}
+
+std::string iconv_name(std::string_view label, bool for_encoding) {
+    std::string l = to_lower(trim(label));
+    if (l.empty()) return {};
+    if (is_ascii_label(l)) return "ASCII";
+    if (is_utf8_label(l)) return "UTF-8";
+    if (is_ascii_incompatible_label(l)) return {};
+    // Microsoft's labels for its code pages (Outlook writes them).
+    if (l == "ks_c_5601-1987" || l == "ks_c_5601" || l == "korean" || l == "cp949" ||
+        l == "windows-949" || l == "ks_c_5601-1989")
+        return "CP949";
+    if (l == "euc-kr") return for_encoding ? "EUC-KR" : "CP949";
+    if (l == "gb2312" || l == "gb_2312-80" || l == "euc-cn" || l == "x-gbk" || l == "gbk" ||
+        l == "cp936")
+        return "GBK";
+    if (l == "iso-2022-jp") return for_encoding ? "ISO-2022-JP" : "ISO-2022-JP-2";
+    if (l == "shift_jis" || l == "shift-jis" || l == "x-sjis" || l == "sjis" ||
+        l == "windows-31j" || l == "cp932")
+        return "CP932";
+    if (l.starts_with("windows-125") && l.size() == 12) return "CP125" + l.substr(11);
+    if (l == "latin1" || l == "l1") return "ISO-8859-1";
+    std::string upper;
+    for (char c : l) upper.push_back((c >= 'a' && c <= 'z') ? char(c - 32) : c);
+    iconv_handle probe("UTF-8", upper);
+    return probe.ok() ? upper : std::string();
+}
+
+std::optional<std::string> convert(std::string_view from_label, std::string_view to_label,
+                                   std::string_view bytes) {
+    std::string from = iconv_name(from_label, false), to = iconv_name(to_label, true);
+    if (from.empty() || to.empty()) return std::nullopt;
+    if (from == to && (from == "UTF-8" || from == "ASCII")) {
+        // Same charset: only validate.
+        if (from == "ASCII") {
+            for (char c : bytes)
+                if (static_cast<unsigned char>(c) >= 0x80) return std::nullopt;
+            return std::string(bytes);
+        }
+    }
+    iconv_handle cd(to, from);
+    if (!cd.ok()) return std::nullopt;
+    std::string out;
+    out.reserve(bytes.size() + bytes.size() / 4 + 8);
+    std::size_t consumed = 0;
+    if (!run(cd.get(), bytes, out, consumed)) return std::nullopt;
+    flush(cd.get(), out);
+    return out;
+}
+
+std::string utf8_to_ascii_ncr(std::string_view utf8) {
+    std::string out;
+    out.reserve(utf8.size());
+    for (std::size_t i = 0; i < utf8.size();) {
+        auto [len, cp] = utf8_next(utf8.substr(i));
+        if (cp < 0x80)
+            out.push_back(static_cast<char>(cp));
+        else
+            append_ncr(out, cp);
+        i += len;
+    }
+    return out;
+}
+
+std::optional<std::string> utf8_to_charset_ncr(std::string_view to_label, std::string_view utf8) {
+    std::string to = iconv_name(to_label, true);
+    if (to.empty()) return std::nullopt;
+    if (to == "UTF-8") return std::string(utf8);
+    if (to == "ASCII") return utf8_to_ascii_ncr(utf8);
+    iconv_handle cd(to, "UTF-8");
+    if (!cd.ok()) return std::nullopt;
+    std::string out;
+    out.reserve(utf8.size() + 16);
+    std::string_view rest = utf8;
+    while (!rest.empty()) {
+        std::size_t consumed = 0;
+        if (run(cd.get(), rest, out, consumed)) break;
+        // An unconvertible (or invalid) character: back to the initial shift
+        // state, then a reference, which is plain ASCII in every
+        // ASCII-compatible charset.
+        flush(cd.get(), out);
+        rest.remove_prefix(consumed);
+        auto [len, cp] = utf8_next(rest);
+        append_ncr(out, cp);
+        rest.remove_prefix(len);
+    }
+    flush(cd.get(), out);
+    return out;
+}
+
+}  // namespace sigrelay::mime

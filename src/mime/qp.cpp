@@ -1,0 +1,141 @@
+// Quoted-printable (RFC 2045 §6.7). The encoder keeps encoded lines at most
+// 76 characters including the soft break '=', escapes whitespace that would
+// end a line (rule 3) and treats only CRLF as a hard line break, so decoding
+// gives back the exact bytes.
+#include <sigrelay/mime/codec.hpp>
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+
+namespace sigrelay::mime {
+namespace {
+
+constexpr char kHex[] = "0123456789ABCDEF";
+
+// 1: written as is (printable ASCII except '='), 0: escaped. Space and tab
+// are literal unless they end a line, decided at the call site.
+constexpr std::array<std::uint8_t, 256> make_literal() {
+    std::array<std::uint8_t, 256> t{};
+    for (int c = 33; c <= 126; ++c) t[static_cast<std::size_t>(c)] = c != '=';
+    t[' '] = 2;
+    t['\t'] = 2;
+    return t;
+}
+constexpr auto kLiteral = make_literal();
+
+int hex_value(unsigned char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;  // lenient: lowercase hex
+    return -1;
+}
+
+}  // namespace
+
+void qp_encode(std::string_view in, std::string& out) {
+    constexpr std::size_t kMax = 75;  // characters before a soft break '='
+    const auto* p = reinterpret_cast<const unsigned char*>(in.data());
+    const std::size_t n = in.size();
+    // Worst case: every byte escaped, plus soft breaks.
+    const std::size_t start = out.size();
+    out.resize(start + n * 3 + (n * 3 / kMax + 1) * 3 + 3);
+    char* o = out.data() + start;
+    std::size_t col = 0;
+    for (std::size_t i = 0; i < n;) {
+        const unsigned char c = p[i];
+        if (c == '\r' && i + 1 < n && p[i + 1] == '\n') {
+            o[0] = '\r';
+            o[1] = '\n';
+            o += 2;
+            col = 0;
+            i += 2;
+            continue;
+        }
+        std::uint8_t kind = kLiteral[c];
+        if (kind == 2) {
+            // Whitespace before a hard break or the end is escaped (rule 3).
+            const bool at_end = i + 1 == n || (p[i + 1] == '\r' && i + 2 < n && p[i + 2] == '\n');
+            kind = at_end ? 0 : 1;
+        }
+        const std::size_t width = kind ? 1 : 3;
+        // Keep room so that a line ends in '=' within 76 characters, unless
+        // this is the last character before a hard break or the end.
+        const bool last_on_line = i + 1 == n || (p[i + 1] == '\r' && i + 2 < n && p[i + 2] == '\n');
+        const std::size_t limit = last_on_line ? kMax + 1 : kMax;
+        if (col + width > limit) {
+            o[0] = '=';
+            o[1] = '\r';
+            o[2] = '\n';
+            o += 3;
+            col = 0;
+        }
+        if (kind) {
+            *o++ = static_cast<char>(c);
+        } else {
+            o[0] = '=';
+            o[1] = kHex[c >> 4];
+            o[2] = kHex[c & 15];
+            o += 3;
+        }
+        col += width;
+        ++i;
+    }
+    out.resize(static_cast<std::size_t>(o - out.data()));
+}
+
+void qp_decode(std::string_view in, std::string& out) {
+    const auto* p = reinterpret_cast<const unsigned char*>(in.data());
+    const std::size_t n = in.size();
+    const std::size_t start = out.size();
+    out.resize(start + n);
+    char* const base = out.data();
+    char* o = base + start;
+    std::size_t i = 0;
+    while (i < n) {
+        // Copy a run of ordinary bytes.
+        std::size_t j = i;
+        while (j < n && p[j] != '=' && p[j] != '\r' && p[j] != '\n') ++j;
+        if (j > i) {
+            std::memcpy(o, p + i, j - i);
+            o += j - i;
+            i = j;
+            if (i >= n) break;
+        }
+        const unsigned char c = p[i];
+        if (c == '=') {
+            if (i + 2 < n && hex_value(p[i + 1]) >= 0 && hex_value(p[i + 2]) >= 0) {
+                *o++ = static_cast<char>(hex_value(p[i + 1]) * 16 + hex_value(p[i + 2]));
+                i += 3;
+                continue;
+            }
+            // Soft line break: '=' then optional whitespace then the line end.
+            std::size_t k = i + 1;
+            while (k < n && (p[k] == ' ' || p[k] == '\t')) ++k;
+            if (k == n) {  // '=' at the very end: a soft break without line end
+                i = n;
+                break;
+            }
+            if (p[k] == '\n' || (p[k] == '\r' && k + 1 < n && p[k + 1] == '\n')) {
+                i = k + (p[k] == '\r' ? 2 : 1);
+                continue;
+            }
+            *o++ = '=';  // not an escape: kept literally
+            ++i;
+            continue;
+        }
+        // A hard line break.
+        if (c == '\n' || (c == '\r' && i + 1 < n && p[i + 1] == '\n')) {
+            const std::size_t len = c == '\r' ? 2 : 1;
+            std::memcpy(o, p + i, len);
+            o += len;
+            i += len;
+            continue;
+        }
+        *o++ = static_cast<char>(c);  // bare CR
+        ++i;
+    }
+    out.resize(static_cast<std::size_t>(o - base));
+}
+
+}  // namespace sigrelay::mime

@@ -80,7 +80,8 @@ public:
     // Everything queued with send() has been written to the socket.
     virtual void on_send_drained(connection&) {}
     // The shard is shutting down: finish what is in flight and close.
-    virtual void on_shutdown(connection& c) { c.close(); }
+    // (Defined below connection: a member call needs the complete type.)
+    virtual void on_shutdown(connection& c);
     // Last event: 0 = closed by us or EOF from the peer, else -errno. The
     // connection is destroyed after this returns; the handler may delete itself.
     virtual void on_closed(connection&, int err) = 0;
@@ -124,7 +125,8 @@ public:
 private:
     friend class reactor;
     connection(reactor& r, int fd, std::uint64_t id);
-    struct impl;  // ops in flight, send queue, timers (defined in src/runtime)
+    ~connection();  // only the reactor frees a connection, once no op of it is in flight
+    struct impl;    // ops in flight, send queue, timers (defined in src/runtime)
 
     reactor* reactor_;
     int fd_;
@@ -135,12 +137,19 @@ private:
     std::unique_ptr<impl> impl_;
 };
 
+inline void connection_handler::on_shutdown(connection& c) {
+    c.close();
+}
+
 struct reactor_options {
     unsigned shard = 0;
     int cpu = -1;                  // pin the shard's thread to this CPU (-1: no)
     unsigned ring_entries = 1024;  // submission queue entries
     unsigned buffer_count = 1024;  // provided receive buffers (power of two)
     unsigned buffer_size = 16 * 1024;
+    // Bound on each send op (linked timeout): when the peer stops reading and
+    // a send cannot complete within it, the connection ends with -ETIMEDOUT.
+    std::chrono::milliseconds send_timeout{5 * 60 * 1000};
 };
 
 // Decides what to do with a freshly accepted connection: return its handler,
@@ -149,6 +158,10 @@ using accept_fn = std::function<connection_handler*(connection&)>;
 
 class reactor {
 public:
+    // The ring starts disabled and binds to the thread that calls run(). Best
+    // created on that thread too: when a ring is destroyed, the kernel sends
+    // every thread that set it up a task-work signal, which makes blocking
+    // calls with SO_RCVTIMEO/SO_SNDTIMEO on that thread fail with EINTR.
     static result<std::unique_ptr<reactor>> create(const reactor_options& opts);
     ~reactor();
 
@@ -170,7 +183,10 @@ public:
     // eventfd the ring watches).
     void post(std::function<void()> fn);
 
-    // Runs the loop on the calling thread until stop() completes.
+    // Runs the loop on the calling thread until stop() completes. Before
+    // run(), listen/connect/after may be called from the creating thread;
+    // afterwards every member except post() and stop() belongs to the run()
+    // thread (call them from callbacks or post()ed functions).
     void run();
     // Any thread: stop accepting, call on_shutdown on every connection, exit
     // run() when none is left or `drain` has passed (the rest are aborted).
@@ -180,6 +196,7 @@ public:
     unsigned shard() const noexcept;
 
     struct impl;
+
 private:
     explicit reactor(std::unique_ptr<impl> i);
     std::unique_ptr<impl> impl_;
@@ -240,7 +257,8 @@ public:
     mpsc_queue() : head_(&stub_), tail_(&stub_) {}
     ~mpsc_queue() {
         T ignored;
-        while (pop(ignored)) {}
+        while (pop(ignored)) {
+        }
     }
     mpsc_queue(const mpsc_queue&) = delete;
     mpsc_queue& operator=(const mpsc_queue&) = delete;
@@ -286,9 +304,11 @@ private:
         prev->next.store(n, std::memory_order_release);
     }
 
-    node stub_;
-    std::atomic<node*> head_;
-    node* tail_;
+    // Producers hammer head_, the consumer owns tail_: separate cache lines
+    // so a push never invalidates the line the shard pops from.
+    alignas(64) node stub_;
+    alignas(64) std::atomic<node*> head_;
+    alignas(64) node* tail_;
 };
 
 }  // namespace sigrelay::runtime

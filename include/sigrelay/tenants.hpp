@@ -1,0 +1,168 @@
+// Tenants: the tenants file (DESIGN §6) loaded into an immutable snapshot
+// (templates compiled, directories loaded), tenant resolution (XOORG or the
+// sender's domain, DESIGN §5), the signature decision for one message, and
+// the small header helpers the relay and sigrelay-inject share.
+#pragma once
+
+#include <sigrelay/mime.hpp>
+#include <sigrelay/result.hpp>
+#include <sigrelay/signature.hpp>
+
+#include <cstdint>
+#include <ctime>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace sigrelay::tenants {
+
+struct header_field {
+    std::string name;
+    std::string value;
+};
+
+struct template_set {
+    std::string name;
+    std::string html_file;  // resolved paths
+    std::string text_file;
+    signature::compiled_template html;
+    signature::compiled_template text;
+    signature::binding html_binding;  // against the tenant's directory
+    signature::binding text_binding;
+    mime::placement where = mime::placement::bottom;
+};
+
+// What a tenant demands of the inbound session beyond its domain (DESIGN §5);
+// empty = not required.
+struct requirements {
+    std::string sni;          // TLS SNI the client used (case-insensitive)
+    std::string tenant_guid;  // X-MS-Exchange-CrossTenant-Id (case-insensitive)
+};
+
+struct tenant {
+    std::string id;
+    std::vector<std::string> domains;  // lowercase, no trailing dot
+    // Domains below are lowercase unless noted.
+    std::string smart_host;       // "host:port" as written
+    std::string smart_host_name;  // host part (no brackets for IPv6)
+    std::uint16_t smart_host_port = 25;
+    std::string tls_domain;          // default: smart_host_name
+    std::string smart_host_ca;       // resolved path; empty: system CAs
+    std::string certificate_domain;  // as written; empty when not given
+    std::string client_cert;         // resolved paths; both or neither
+    std::string client_key;
+    header_field processed_header;
+    std::vector<template_set> templates;
+    std::vector<signature::rule> rules;
+    std::string directory_file;  // resolved path
+    signature::directory directory;
+    requirements require;
+    std::vector<std::string> reply_markers;
+
+    bool owns_domain(std::string_view domain) const noexcept;
+    const template_set* find_template(std::string_view name) const noexcept;
+};
+
+// An immutable view of one tenants file. Share it as
+// std::shared_ptr<const snapshot>; a reload builds a new one and swaps it in,
+// a bad file leaves the old one serving.
+class snapshot {
+public:
+    // Loads and validates everything: the JSON, every template and directory.
+    // Errors read "tenants.json:14: tenants[0].smart_host: expected \"host:port\"".
+    static result<std::shared_ptr<const snapshot>> load(const std::string& path);
+    // The same from memory; `path` names the file in errors and relative
+    // paths are resolved against its folder.
+    static result<std::shared_ptr<const snapshot>> parse(std::string_view json,
+                                                         const std::string& path);
+
+    const std::string& path() const noexcept { return path_; }
+    const std::vector<tenant>& all() const noexcept { return tenants_; }
+
+    const tenant* find_by_id(std::string_view id) const noexcept;
+    // Exact domain, ASCII case-insensitive, a trailing dot ignored; no
+    // subdomain matching.
+    const tenant* find_by_domain(std::string_view domain) const noexcept;
+    // By the domain after the last '@'.
+    const tenant* find_by_address(std::string_view address) const noexcept;
+    // XOORG= carries the tenant's initial domain (fabrikam.onmicrosoft.com):
+    // matched against every tenant's domains.
+    const tenant* find_by_xoorg(std::string_view xoorg) const noexcept {
+        return find_by_domain(xoorg);
+    }
+    // DESIGN §5: XOORG when present (authoritative: an unknown XOORG is no
+    // tenant, never a fall-back to the sender), else the sender's domain. The
+    // null sender without XOORG belongs to no tenant.
+    const tenant* resolve(std::string_view xoorg, std::string_view sender) const noexcept;
+
+private:
+    std::string path_;
+    std::vector<tenant> tenants_;
+    std::unordered_map<std::string, std::size_t> by_domain_;  // lowercase domain → index
+
+    friend struct tenants_loader;
+};
+
+// internal when every recipient's domain belongs to the tenant (also for no
+// recipients), external when at least one is outside.
+signature::recipients_scope classify_recipients(const tenant& t,
+                                                std::span<const std::string> recipients);
+
+enum class verdict {
+    signature,       // `signature` holds the rendered html/text and placement
+    no_signature,    // a rule chose "template": null, or no rule matched, or null sender
+    unknown_sender,  // the sender is not in the tenant's directory
+};
+
+struct decision {
+    verdict kind = verdict::no_signature;
+    std::string reason;               // for logs: "rule 2 (template null)", ...
+    std::optional<std::size_t> rule;  // the rule that matched
+    std::string template_name;
+    mime::rendered_signature signature;
+};
+
+// Runs the tenant's rules for one message and renders the chosen template.
+// Decision for senders missing from the directory: unknown_sender, and the
+// message is still stamped (processed header, Received:) but not signed —
+// rules are not consulted, since their attribute tests have nothing to test.
+decision decide(const tenant& t, std::string_view sender, std::span<const std::string> recipients,
+                std::string_view subject, signature::date today);
+
+// A stable id for the sender's signature marker (mime::inject_options::
+// marker_id): 16 hex digits of a 64-bit FNV-1a hash of the lowercase address.
+std::string marker_id(std::string_view sender);
+
+// The decoded Subject of a message (CRLF or LF line ends): unfolded, RFC 2047
+// encoded-words decoded for UTF-8, US-ASCII and ISO-8859-1/Windows-1252
+// (→ UTF-8); other charsets are kept as written. Empty when there is none.
+std::string message_subject(std::string_view message);
+
+// A Received: trace field (RFC 5321 §4.4, RFC 5322 §3.6.7):
+//   Received: from <helo> (<rdns> [<ip>])
+//   \tby <host> (sigrelay) with ESMTPS id <queue-id>
+//   \tfor <rcpt>; <RFC 5322 date>
+// folded with CRLF TAB at those points and without the final CRLF (as
+// mime::inject_options::received_header wants). Peer-controlled text is
+// sanitised: every byte outside printable ASCII, and ( ) < > ; \ " , becomes
+// '_', so no CR, LF or NUL can appear except in the folds, and each piece is
+// truncated so that no line exceeds 998 octets.
+struct received_fields {
+    std::string_view helo;
+    std::string_view reverse_dns;  // empty: unknown
+    std::string_view ip;
+    std::string_view by_host;
+    std::string_view protocol = "ESMTPS";  // ESMTP, ESMTPS, ESMTPSA ... (RFC 3848)
+    std::string_view queue_id;
+    std::string_view recipient;  // empty: no "for" clause
+    std::time_t when = 0;
+};
+std::string received_header(const received_fields& f);
+// "Sat, 29 Nov 2025 10:54:00 +0000" (RFC 5322 §3.3), always UTC.
+std::string rfc5322_date(std::time_t when);
+
+}  // namespace sigrelay::tenants

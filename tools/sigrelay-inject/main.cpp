@@ -1,0 +1,231 @@
+// sigrelay-inject (DESIGN §9): runs one message through the relay's path —
+// tenant resolution, rules, rendering, injection, headers — and prints the
+// result, so administrators can preview signatures. --check validates only.
+#include <sigrelay/mime.hpp>
+#include <sigrelay/tenants.hpp>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace {
+
+// sysexits.h
+constexpr int ex_ok = 0;
+constexpr int ex_usage = 64;
+constexpr int ex_dataerr = 65;
+constexpr int ex_noinput = 66;
+constexpr int ex_software = 70;
+constexpr int ex_cantcreat = 73;
+constexpr int ex_config = 78;
+
+const char* const usage_text =
+    "usage: sigrelay-inject --tenants FILE --from ADDR [--to ADDR]... [--xoorg DOMAIN]\n"
+    "                       [--date YYYY-MM-DD] [--out FILE] [MESSAGE]\n"
+    "       sigrelay-inject --tenants FILE --check\n"
+    "\n"
+    "Reads MESSAGE (or stdin; LF or CRLF line ends), finds the tenant from --xoorg or the\n"
+    "sender's domain, runs the tenant's rules (--date fixes the day for \"active\" rules;\n"
+    "default today, UTC), injects the signature and writes the message with CRLF line\n"
+    "ends to stdout or --out. The Subject for \"subject_contains\" comes from the message.\n"
+    "Without --to, \"recipients\" rules see no recipients (internal).\n"
+    "Exit: 0 signed or stamped, 64 usage, 65 unknown sender (no tenant), 66 unreadable\n"
+    "message, 78 bad tenants file.\n";
+
+int usage(const std::string& why) {
+    if (!why.empty()) std::cerr << "sigrelay-inject: " << why << "\n";
+    std::cerr << usage_text;
+    return ex_usage;
+}
+
+// Bare LF and bare CR become CRLF, as the relay's --bare-newline normalize.
+std::string to_crlf(const std::string& in) {
+    std::string out;
+    out.reserve(in.size() + in.size() / 32);
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        char c = in[i];
+        if (c == '\r') {
+            out += "\r\n";
+            if (i + 1 < in.size() && in[i + 1] == '\n') ++i;
+        } else if (c == '\n') {
+            out += "\r\n";
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
+// Reads everything from fd (a file, pipe or terminal); false with errno set.
+bool read_all(int fd, std::string& out) {
+    char buf[65536];
+    while (true) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return false;
+        if (n == 0) return true;
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+}
+
+sigrelay::signature::date today_utc() {
+    return std::chrono::year_month_day{
+        std::chrono::floor<std::chrono::days>(std::chrono::system_clock::now())};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string tenants_file, from, out_file, message_file, xoorg, date_text;
+    std::vector<std::string> to;
+    bool check = false;
+    bool have_from = false;
+    bool have_message = false;
+
+    std::vector<std::string> args(argv + 1, argv + argc);
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        auto value = [&](std::string& dst) -> bool {
+            if (i + 1 >= args.size()) return false;
+            dst = args[++i];
+            return true;
+        };
+        if (a == "--tenants") {
+            if (!value(tenants_file)) return usage("--tenants needs a file");
+        } else if (a == "--from") {
+            if (!value(from)) return usage("--from needs an address");
+            have_from = true;
+        } else if (a == "--to") {
+            std::string r;
+            if (!value(r)) return usage("--to needs an address");
+            to.push_back(r);
+        } else if (a == "--out") {
+            if (!value(out_file)) return usage("--out needs a file");
+        } else if (a == "--xoorg") {
+            if (!value(xoorg)) return usage("--xoorg needs a domain");
+        } else if (a == "--date") {
+            if (!value(date_text)) return usage("--date needs YYYY-MM-DD");
+        } else if (a == "--check") {
+            check = true;
+        } else if (a == "--help" || a == "-h") {
+            std::cout << usage_text;
+            return ex_ok;
+        } else if (a.size() > 1 && a[0] == '-' && a != "-") {
+            return usage("unknown option " + a);
+        } else {
+            if (have_message) return usage("more than one MESSAGE");
+            message_file = a;
+            have_message = true;
+        }
+    }
+    if (tenants_file.empty()) return usage("--tenants is required");
+
+    auto snap = sigrelay::tenants::snapshot::load(tenants_file);
+    if (!snap) {
+        std::cerr << "sigrelay-inject: " << snap.err().message << "\n";
+        return ex_config;
+    }
+    if (check) {
+        std::cout << tenants_file << ": OK, " << (*snap)->all().size() << " tenant(s)";
+        for (const auto& t : (*snap)->all())
+            std::cout << (&t == &(*snap)->all().front() ? ": " : ", ") << t.id << " ("
+                      << t.directory.size() << " users)";
+        std::cout << "\n";
+        return ex_ok;
+    }
+    if (!have_from) return usage("--from is required");
+
+    sigrelay::signature::date today = today_utc();
+    if (!date_text.empty()) {
+        auto d = sigrelay::signature::parse_date(date_text);
+        if (!d) return usage("--date: expected YYYY-MM-DD, got " + date_text);
+        today = *d;
+    }
+
+    std::string raw;
+    {
+        const bool from_stdin = !have_message || message_file == "-";
+        const std::string name = from_stdin ? std::string("stdin") : message_file;
+        int fd = from_stdin ? 0 : ::open(message_file.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || !read_all(fd, raw)) {
+            std::cerr << "sigrelay-inject: " << name << ": " << std::strerror(errno) << "\n";
+            return ex_noinput;
+        }
+        if (!from_stdin) ::close(fd);
+    }
+    const std::string message = to_crlf(raw);
+
+    const sigrelay::tenants::tenant* t = (*snap)->resolve(xoorg, from);
+    if (!t) {
+        std::cerr << "sigrelay-inject: unknown sender: no tenant for "
+                  << (xoorg.empty()
+                          ? (from.empty() ? std::string("the null sender") : "\"" + from + "\"")
+                          : "XOORG \"" + xoorg + "\"")
+                  << "\n";
+        return ex_dataerr;
+    }
+
+    const std::string subject = sigrelay::tenants::message_subject(message);
+    auto decision = sigrelay::tenants::decide(*t, from, to, subject, today);
+
+    sigrelay::mime::inject_options opts;
+    opts.processed_header_name = t->processed_header.name;
+    opts.processed_header_value = t->processed_header.value;
+    opts.sender = from;
+    opts.marker_id = sigrelay::tenants::marker_id(from);
+    opts.reply_markers = t->reply_markers;
+    sigrelay::tenants::received_fields rf;
+    rf.helo = "localhost";
+    rf.ip = "127.0.0.1";
+    rf.by_host = "localhost";
+    rf.protocol = "ESMTP";
+    rf.queue_id = "inject";
+    if (to.size() == 1) rf.recipient = to.front();
+    rf.when = std::time(nullptr);
+    opts.received_header = sigrelay::tenants::received_header(rf);
+
+    sigrelay::mime::rendered_signature none;
+    const auto& sig =
+        decision.kind == sigrelay::tenants::verdict::signature ? decision.signature : none;
+    auto injected =
+        sigrelay::mime::inject(std::span<const char>(message.data(), message.size()), sig, opts);
+    if (!injected) {
+        std::cerr << "sigrelay-inject: " << injected.err().message << "\n";
+        return ex_software;
+    }
+    const std::string output =
+        injected->flatten(std::span<const char>(message.data(), message.size()));
+
+    const char* outcome = injected->result == sigrelay::mime::outcome::signed_message ? "signed"
+                          : injected->result == sigrelay::mime::outcome::stamped_only
+                              ? "stamped only"
+                              : "untouched (already processed)";
+    std::cerr << "sigrelay-inject: tenant " << t->id << ": " << decision.reason << "; " << outcome;
+    if (!injected->reason.empty()) std::cerr << " (" << injected->reason << ")";
+    std::cerr << "\n";
+
+    if (out_file.empty()) {
+        std::cout.write(output.data(), static_cast<std::streamsize>(output.size()));
+        std::cout.flush();
+        if (!std::cout) return ex_cantcreat;
+    } else {
+        std::ofstream out(out_file, std::ios::binary | std::ios::trunc);
+        out.write(output.data(), static_cast<std::streamsize>(output.size()));
+        out.close();
+        if (!out) {
+            std::cerr << "sigrelay-inject: " << out_file << ": cannot write\n";
+            return ex_cantcreat;
+        }
+    }
+    return ex_ok;
+}

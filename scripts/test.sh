@@ -59,9 +59,21 @@ if [ "${SIGRELAY_TEST_QUICK:-0}" != "1" ]; then
         name=$(basename "$target" _fuzz)
         seeds=tests/fuzz/corpus/$name
         dict=$(ls tests/fuzz/*.dict 2>/dev/null | grep -E "/(${name%%_*})\.dict$" | head -1)
+        # Inputs that once crashed it must keep passing.
+        regressions=$(ls tests/fuzz/regressions/"$name"-* 2>/dev/null || true)
+        if [ -n "$regressions" ]; then
+          if "$target" $regressions >"build-fuzz/$name-regressions.log" 2>&1; then
+            echo "fuzz $name-regressions ok" >>build-fuzz/fuzz.results
+            echo "   fuzz $name regressions: OK ($(echo $regressions | wc -w) inputs)"
+          else
+            echo "fuzz $name-regressions fail" >>build-fuzz/fuzz.results
+            echo "   fuzz $name regressions: FAILED"; tail -30 "build-fuzz/$name-regressions.log"; status=1
+          fi
+        fi
         work=$(mktemp -d)
         [ -d "$seeds" ] && cp -r "$seeds/." "$work/"
         if "$target" -max_total_time="${SIGRELAY_FUZZ_SECONDS:-20}" -timeout=10 -rss_limit_mb=2048 \
+             -print_final_stats=1 -artifact_prefix="build-fuzz/$name-" \
              ${dict:+-dict=$dict} "$work" >"build-fuzz/$name.log" 2>&1; then
           echo "fuzz $name ok" >>build-fuzz/fuzz.results
           echo "   fuzz $name: OK ($(grep -oE 'stat::number_of_executed_units: [0-9]+' "build-fuzz/$name.log" | awk '{print $2}') runs)"

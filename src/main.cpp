@@ -1,0 +1,233 @@
+// sigrelay: flags → configuration → shards. Each shard listens on the same
+// address (SO_REUSEPORT), runs its own SMTP sessions, outbound pool and TLS
+// contexts, and shares nothing but the per-IP connection table.
+#include <sigrelay/cli.hpp>
+#include <sigrelay/inbound.hpp>
+#include <sigrelay/relay.hpp>
+#include <sigrelay/runtime.hpp>
+#include <sigrelay/tenants.hpp>
+#include <sigrelay/tls.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace sigrelay;
+using namespace std::chrono_literals;
+
+// Exchange Online's sending ranges (DESIGN §5) plus loopback.
+const char* const default_allow[] = {"127.0.0.0/8",    "::1/128",           "40.92.0.0/15",
+                                     "40.107.0.0/16",  "52.100.0.0/14",     "104.47.0.0/17",
+                                     "2a01:111:f400::/48", "2a01:111:f403::/48"};
+
+struct options {
+    std::string listen = "0.0.0.0:25";
+    std::string tls_cert, tls_key;
+    std::string tenants;
+    std::string hostname;
+    unsigned threads = 0;
+    unsigned drain_timeout = 30;
+    std::vector<std::string> allow_cidr;
+    bool require_tls = true;
+    std::string bare_newline = "reject";
+    std::uint64_t max_message_size = 150ull << 20;
+    unsigned max_recipients = 1000;
+    unsigned command_timeout = 300, data_timeout = 600;
+    std::uint64_t min_data_rate = 0;
+    unsigned max_connections = 10000, max_connections_per_ip = 0;
+    unsigned pool_size = 8, pool_max_messages = 100, pool_idle_timeout = 30;
+    unsigned connect_timeout = 10;
+    std::string log_format = "text";
+    bool quiet = false;
+    std::string spool_dir, metrics_listen;
+    bool proxy_protocol = false;
+    bool chunking = true;
+};
+
+std::string host_name() {
+    char buf[256] = {};
+    if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == 0) return "localhost";
+    return buf;
+}
+
+int fail(int code, const std::string& msg) {
+    std::fprintf(stderr, "sigrelay: %s\n", msg.c_str());
+    return code;
+}
+
+struct shard_state {
+    std::optional<tls::context> tls;
+    std::unique_ptr<relay::shard> relay;
+    std::unique_ptr<inbound::listener> listener;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    options o;
+    cli::parser p("sigrelay",
+                  "SMTP relay that adds each sender's email signature for Exchange Online tenants\n"
+                  "and hands the message back to the tenant's smart host (DESIGN.md).");
+    p.add("--listen", &o.listen, "HOST:PORT to accept mail on (default 0.0.0.0:25)");
+    p.add("--tls-cert", &o.tls_cert, "certificate chain (PEM) with the relay's public name, for STARTTLS");
+    p.add("--tls-key", &o.tls_key, "private key (PEM) for --tls-cert");
+    p.add("--tenants", &o.tenants, "tenants file (JSON, DESIGN §6); SIGHUP reloads it");
+    p.add("--hostname", &o.hostname, "name in the greeting and Received: (default: the host name)");
+    p.add("--threads", &o.threads, "shards, one per core (default: online CPUs)");
+    p.add("--drain-timeout", &o.drain_timeout, "seconds to let transactions finish on SIGTERM (default 30)");
+    p.add("--allow-cidr", &o.allow_cidr,
+          "client ranges allowed (repeatable; default loopback + Exchange Online's ranges)");
+    p.add_bool("--require-tls", &o.require_tls, "MAIL before STARTTLS gets 530 5.7.0 (default on)");
+    p.add("--bare-newline", &o.bare_newline, "reject|normalize bare CR/LF in DATA (default reject)");
+    p.add("--max-message-size", &o.max_message_size, "bytes (default 150 MiB)");
+    p.add("--max-recipients", &o.max_recipients, "per message (default 1000)");
+    p.add("--command-timeout", &o.command_timeout, "seconds (default 300)");
+    p.add("--data-timeout", &o.data_timeout, "seconds (default 600)");
+    p.add("--min-data-rate", &o.min_data_rate, "bytes/s a client must keep up while sending content (0: off)");
+    p.add("--max-connections", &o.max_connections, "per shard (default 10000)");
+    p.add("--max-connections-per-ip", &o.max_connections_per_ip, "per client address (0: no limit)");
+    p.add("--pool-size", &o.pool_size, "outbound connections per smart host per shard (default 8)");
+    p.add("--pool-max-messages", &o.pool_max_messages, "messages per outbound connection (default 100)");
+    p.add("--pool-idle-timeout", &o.pool_idle_timeout, "seconds an idle outbound connection is kept (default 30)");
+    p.add("--connect-timeout", &o.connect_timeout, "seconds to reach a smart host (default 10)");
+    p.add_bool("--chunking", &o.chunking, "offer CHUNKING/BDAT to clients (default on)");
+    p.add("--log-format", &o.log_format, "text|json (default text)");
+    p.add_bool("--quiet", &o.quiet, "no per-connection log lines");
+    p.add("--spool-dir", &o.spool_dir, "spool mode (DESIGN §2): not implemented yet");
+    p.add("--metrics-listen", &o.metrics_listen, "Prometheus /metrics (DESIGN §10): not implemented yet");
+    p.add_bool("--proxy-protocol", &o.proxy_protocol, "PROXY protocol v1/v2 (DESIGN §11): not implemented yet");
+    if (auto r = p.parse(argc, argv); !r) return fail(64, r.err().message);
+    if (p.help_requested()) {
+        std::fputs(p.help().c_str(), stdout);
+        return 0;
+    }
+    if (!o.spool_dir.empty()) return fail(64, "--spool-dir: spool mode is not implemented yet");
+    if (!o.metrics_listen.empty()) return fail(64, "--metrics-listen is not implemented yet");
+    if (o.proxy_protocol) return fail(64, "--proxy-protocol is not implemented yet");
+    if (o.tenants.empty()) return fail(64, "--tenants FILE is required");
+    if (o.tls_cert.empty() != o.tls_key.empty()) return fail(64, "--tls-cert and --tls-key go together");
+    if (o.tls_cert.empty() && o.require_tls)
+        return fail(64, "--require-tls (the default) needs --tls-cert and --tls-key; or say --no-require-tls");
+    if (o.log_format != "text" && o.log_format != "json") return fail(64, "--log-format must be text or json");
+    if (o.hostname.empty()) o.hostname = host_name();
+
+    auto snap = tenants::snapshot::load(o.tenants);
+    if (!snap) return fail(78, snap.err().message);
+    if (auto r = runtime::probe_kernel(); !r) return fail(71, r.err().message);
+    auto addr = runtime::socket_address::parse(o.listen);
+    if (!addr) return fail(64, "--listen " + o.listen + ": " + addr.err().message);
+
+    inbound::server_options io;
+    io.smtp.hostname = o.hostname;
+    io.smtp.greeting_text = "ESMTP sigrelay";
+    io.smtp.max_message_size = o.max_message_size;
+    io.smtp.max_recipients = o.max_recipients;
+    io.smtp.require_tls = o.require_tls;
+    io.smtp.chunking = o.chunking;
+    io.smtp.advertise_xoorg = true;
+    if (o.bare_newline == "normalize") io.smtp.bare_newline = smtp::bare_newline_policy::normalize;
+    else if (o.bare_newline != "reject") return fail(64, "--bare-newline must be reject or normalize");
+    std::vector<std::string> ranges = o.allow_cidr;
+    if (ranges.empty()) ranges.assign(std::begin(default_allow), std::end(default_allow));
+    for (const auto& c : ranges) {
+        auto range = runtime::cidr::parse(c);
+        if (!range) return fail(64, "--allow-cidr " + c + ": " + range.err().message);
+        io.allow.push_back(*range);
+    }
+    io.max_connections = o.max_connections;
+    io.max_connections_per_ip = o.max_connections_per_ip;
+    io.command_timeout = std::chrono::seconds(o.command_timeout);
+    io.data_timeout = std::chrono::seconds(o.data_timeout);
+    io.min_data_rate = o.min_data_rate;
+    io.log_prefix = "sigrelay";
+    io.quiet = o.quiet;
+
+    relay::relay_options ro;
+    ro.hostname = o.hostname;
+    ro.json_logs = o.log_format == "json";
+    ro.log_messages = !o.quiet;
+    ro.pool.pool_size = o.pool_size;
+    ro.pool.max_messages = o.pool_max_messages;
+    ro.pool.idle_timeout = std::chrono::seconds(o.pool_idle_timeout);
+    ro.pool.connect_timeout = std::chrono::seconds(o.connect_timeout);
+    ro.pool.command_timeout = std::chrono::seconds(o.command_timeout);
+    ro.pool.data_timeout = std::chrono::seconds(o.data_timeout);
+    ro.pool.helo_name = o.hostname;
+
+    inbound::ip_table ips;
+    runtime::shard_options so;
+    so.threads = o.threads;
+    so.drain_timeout = std::chrono::seconds(o.drain_timeout);
+    runtime::shard_group group(so);
+    std::vector<shard_state> shards(group.size());
+    for (auto& st : shards) {
+        if (o.tls_cert.empty()) continue;
+        tls::server_options to;
+        to.cert_file = o.tls_cert;
+        to.key_file = o.tls_key;
+        auto ctx = tls::context::server(to);
+        if (!ctx) return fail(78, "TLS: " + ctx.err().message);
+        st.tls.emplace(std::move(ctx).value());
+    }
+
+    runtime::shard_group::block_signals();
+    std::shared_ptr<const tenants::snapshot> current = *snap;
+    auto started = group.start([&](runtime::reactor& r, unsigned i) -> result<void> {
+        shard_state& st = shards[i];
+        st.relay = std::make_unique<relay::shard>(r, ro, current, i);
+        st.listener = std::make_unique<inbound::listener>(io, ips, st.tls ? &*st.tls : nullptr,
+                                                          st.relay->handlers());
+        return r.listen(*addr, st.listener->accept());
+    });
+    if (!started) return fail(71, started.err().message);
+    if (!o.quiet)
+        std::fprintf(stderr, "sigrelay: listening on %s, %u shard%s, %zu tenant%s from %s\n",
+                     addr->to_string().c_str(), group.size(), group.size() == 1 ? "" : "s",
+                     current->all().size(), current->all().size() == 1 ? "" : "s", o.tenants.c_str());
+
+    int rc = group.run_until_signal([&] {
+        // SIGHUP: a bad file keeps the previous snapshot serving (DESIGN §6).
+        auto next = tenants::snapshot::load(o.tenants);
+        if (!next) {
+            std::fprintf(stderr, "sigrelay: reload refused, keeping the previous tenants: %s\n",
+                         next.err().message.c_str());
+            return;
+        }
+        std::shared_ptr<const tenants::snapshot> fresh = *next;
+        for (unsigned i = 0; i < group.size(); ++i) {
+            relay::shard* rs = shards[i].relay.get();
+            group.shard(i).post([rs, fresh] { rs->replace_snapshot(fresh); });
+        }
+        std::fprintf(stderr, "sigrelay: reloaded %s: %zu tenant%s\n", o.tenants.c_str(), fresh->all().size(),
+                     fresh->all().size() == 1 ? "" : "s");
+    });
+
+    if (!o.quiet) {
+        relay::relay_stats t;
+        for (auto& st : shards) {
+            const auto& s = st.relay->stats();
+            t.transactions += s.transactions;
+            t.relayed += s.relayed;
+            t.signed_messages += s.signed_messages;
+            t.stamped += s.stamped;
+            t.outbound_failures += s.outbound_failures;
+        }
+        std::fprintf(stderr, "sigrelay: stopped; %llu relayed (%llu signed, %llu stamped), %llu outbound failures\n",
+                     (unsigned long long)t.relayed, (unsigned long long)t.signed_messages,
+                     (unsigned long long)t.stamped, (unsigned long long)t.outbound_failures);
+    }
+    // Pools and listeners belong to their shard threads, which have exited:
+    // destroy them here, in order, before the reactors go.
+    for (auto& st : shards) {
+        st.listener.reset();
+        st.relay.reset();
+    }
+    return rc;
+}

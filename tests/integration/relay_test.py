@@ -1,0 +1,401 @@
+"""sigrelay end to end: real SMTP clients (swaks, smtplib, raw sockets,
+smtp-blaster) → sigrelay → smarthost-sink standing in for Exchange Online,
+over STARTTLS both ways with the tenant's client certificate.
+
+usage: relay_test.py SIGRELAY SINK BLASTER CERTS_DIR EXAMPLES_DIR [case ...]"""
+import email
+import email.policy
+import glob
+import json
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+import harness
+from harness import Process, case, free_port
+
+RELAY = os.path.abspath(sys.argv[1])
+SINK = os.path.abspath(sys.argv[2])
+BLASTER = os.path.abspath(sys.argv[3])
+CERTS = os.path.abspath(sys.argv[4])
+EXAMPLES = os.path.abspath(sys.argv[5])
+SWAKS = shutil.which("swaks")
+FABRIKAM_CERT = "S5HG3DCG14.smtp.contososignatureservice.com"
+RELAY_NAME = "smtp.contososignatureservice.com"
+
+
+def cert(name):
+    return os.path.join(CERTS, name)
+
+
+def tenants_file(d, sink_port, contoso_port=None, **fabrikam_extra):
+    """Writes a tenants file for the examples' templates and directories."""
+    for item in ("fabrikam", "contoso", "fabrikam-users.ndjson", "contoso-users.ndjson"):
+        src = os.path.join(EXAMPLES, item)
+        dst = os.path.join(d, item)
+        if not os.path.exists(dst):
+            (shutil.copytree if os.path.isdir(src) else shutil.copy)(src, dst)
+    fabrikam = {
+        "id": "fabrikam",
+        "domains": ["fabrikam.com", "fabrikam.onmicrosoft.com"],
+        "smart_host": f"127.0.0.1:{sink_port}",
+        "tls_domain": "fabrikam.mail.protection.outlook.com",
+        "smart_host_ca": cert("ca.pem"),
+        "certificate_domain": FABRIKAM_CERT,
+        "client_cert": cert("S5HG3DCG14.pem"), "client_key": cert("S5HG3DCG14.key"),
+        "processed_header": {"name": "SignatureContoso", "value": "true"},
+        "templates": {"default": {"html_file": "fabrikam/default.html", "text_file": "fabrikam/default.txt",
+                                  "placement": "below_reply"}},
+        "rules": [{"when": {"subject_contains": "[nosig]"}, "template": None}, {"template": "default"}],
+        "directory_file": "fabrikam-users.ndjson",
+    }
+    fabrikam.update(fabrikam_extra)
+    tenants = [fabrikam]
+    if contoso_port:
+        tenants.append({
+            "id": "contoso", "domains": ["contoso.com"],
+            "smart_host": f"127.0.0.1:{contoso_port}",
+            "tls_domain": "contoso.mail.protection.outlook.com",
+            "smart_host_ca": cert("ca.pem"),
+            "client_cert": cert("K7QW2PLM55.pem"), "client_key": cert("K7QW2PLM55.key"),
+            "processed_header": {"name": "SignatureContoso", "value": "true"},
+            "templates": {"default": {"html_file": "contoso/default.html", "text_file": "contoso/default.txt",
+                                      "placement": "bottom"}},
+            "rules": [{"template": "default"}],
+            "directory_file": "contoso-users.ndjson",
+        })
+    path = os.path.join(d, "tenants.json")
+    with open(path, "w") as f:
+        json.dump({"tenants": tenants}, f, indent=1)
+    return path
+
+
+def start_sink(port, save, *extra, client_name=FABRIKAM_CERT):
+    return Process([SINK, "--listen", f"127.0.0.1:{port}", "--threads", "1", "--save-dir", save,
+                    "--tls-cert", cert("smarthost.pem"), "--tls-key", cert("smarthost.key"),
+                    "--require-client-cert", client_name, "--client-ca", cert("ca.pem"), "--json"]
+                   + list(extra), port=port)
+
+
+def start_relay(port, tenants, *extra):
+    return Process([RELAY, "--listen", f"127.0.0.1:{port}", "--threads", "2", "--tenants", tenants,
+                    "--tls-cert", cert("relay.pem"), "--tls-key", cert("relay.key"),
+                    "--hostname", "relay.test", "--drain-timeout", "5"] + list(extra), port=port)
+
+
+class Setup:
+    """A sink and a relay in front of it, torn down on exit."""
+
+    def __init__(self, sink_extra=(), relay_extra=(), client_name=FABRIKAM_CERT, **fabrikam_extra):
+        self.dir = tempfile.mkdtemp(prefix="sigrelay-relay-")
+        self.save = os.path.join(self.dir, "saved")
+        self.sink_port, self.relay_port = free_port(), free_port()
+        self.tenants = tenants_file(self.dir, self.sink_port, **fabrikam_extra)
+        self.sink = start_sink(self.sink_port, self.save, *sink_extra, client_name=client_name)
+        try:
+            self.relay = start_relay(self.relay_port, self.tenants, *relay_extra)
+        except Exception:
+            self.sink.kill()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.relay.kill()
+        self.sink.kill()
+
+    def saved(self, count, timeout=10):
+        deadline = time.monotonic() + timeout
+        while True:
+            files = sorted(glob.glob(os.path.join(self.save, "*.eml")))
+            if len(files) >= count or time.monotonic() > deadline:
+                return [open(f, "rb").read() for f in files]
+            time.sleep(0.05)
+
+    def smtp(self, sni=RELAY_NAME):
+        c = smtplib.SMTP("127.0.0.1", self.relay_port, local_hostname="exo.test", timeout=20)
+        ctx = ssl.create_default_context(cafile=cert("ca.pem"))
+        c._host = sni  # smtplib sends _host as SNI / verify name
+        c.starttls(context=ctx)
+        c.ehlo("exo.test")
+        return c
+
+
+def text_message(sender="jane.doe@fabrikam.com", subject="Quarterly numbers", body="Hi Bob,\n\nsee attached.\n"):
+    m = email.message.EmailMessage(policy=email.policy.SMTP)
+    m["From"] = sender
+    m["To"] = "bob@example.net"
+    m["Subject"] = subject
+    m["Message-ID"] = f"<{time.time_ns()}@fabrikam.com>"
+    m.set_content(body)
+    return m
+
+
+def html_message(sender="jane.doe@fabrikam.com"):
+    m = text_message(sender, body="Hi Bob,\n\nplain part.\n")
+    m.add_alternative("<html><body><p>Hi Bob,</p><p>html part.</p></body></html>\n", subtype="html")
+    return m
+
+
+def parse(raw):
+    return email.message_from_bytes(raw, policy=email.policy.default)
+
+
+@case
+def swaks_through_the_relay_is_signed_and_stamped():
+    if not SWAKS:
+        raise AssertionError("swaks is not installed")
+    with Setup() as s:
+        r = subprocess.run([SWAKS, "--server", "127.0.0.1", "--port", str(s.relay_port), "--tls",
+                            "--tls-verify", "--tls-ca-path", cert("ca.pem"), "--tls-sni", RELAY_NAME,
+                            "--from", "jane.doe@fabrikam.com", "--to", "bob@example.net", "--ehlo", "exo.test",
+                            "--header", "Subject: swaks via relay", "--body", "Hello from swaks."],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "250 2.0.0 OK queued as sink-" in r.stdout, "the 250 is not the smart host's own"
+        [raw] = s.saved(1)
+        assert raw.startswith(b"Received: from exo.test"), raw[:200]
+        assert raw.count(b"\r\nSignatureContoso: true\r\n") == 1
+        msg = parse(raw)
+        body = msg.get_content()
+        assert "Hello from swaks." in body and "Jane Doe" in body and "Chief Executive Officer" in body, body
+        assert body.index("Hello from swaks.") < body.index("Jane Doe")
+        assert b"\n" not in raw.replace(b"\r\n", b""), "bare LF in the relayed message"
+
+
+@case
+def multipart_alternative_signs_both_parts_once():
+    with Setup() as s:
+        with s.smtp() as c:
+            c.send_message(html_message())
+        [raw] = s.saved(1)
+        msg = parse(raw)
+        plain = msg.get_body(("plain",)).get_content()
+        html = msg.get_body(("html",)).get_content()
+        assert plain.count("Jane Doe") == 1 and html.count("Jane Doe") == 1, (plain, html)
+        assert html.index("html part.") < html.index("Jane Doe") < html.index("</body>")
+
+
+@case
+def unknown_sender_gets_550_571():
+    with Setup() as s:
+        with s.smtp() as c:
+            code, text = c.mail("mallory@example.org")
+            assert code == 550 and text.startswith(b"5.7.1"), (code, text)
+        assert s.saved(0, timeout=0.2) == []
+
+
+@case
+def xoorg_selects_the_tenant():
+    with Setup() as s:
+        with s.smtp() as c:
+            c.ehlo("exo.test")
+            assert c.has_extn("xoorg")
+            code, _ = c.mail("someone@partner.example", ["XOORG=fabrikam.onmicrosoft.com"])
+            assert code == 250, code
+            c.rset()
+            code, _ = c.mail("jane.doe@fabrikam.com", ["XOORG=unknown.onmicrosoft.com"])
+            assert code == 550, "an unknown XOORG must not fall back to the sender's domain"
+
+
+@case
+def require_sni_and_tenant_guid():
+    guid = "3b2a6d2e-0000-4000-8000-000000000001"
+    with Setup(require={"sni": RELAY_NAME, "tenant_guid": guid}) as s:
+        with s.smtp(sni="localhost") as c:
+            code, text = c.mail("jane.doe@fabrikam.com")
+            assert code == 550 and text.startswith(b"5.7.1"), (code, text)
+        m = text_message()
+        with s.smtp() as c:
+            try:
+                c.send_message(m)
+                raise AssertionError("accepted without X-MS-Exchange-CrossTenant-Id")
+            except smtplib.SMTPDataError as e:
+                assert e.smtp_code == 550 and e.smtp_error.startswith(b"5.7.1"), e
+        m["X-MS-Exchange-CrossTenant-Id"] = guid.upper()
+        with s.smtp() as c:
+            c.send_message(m)
+        assert len(s.saved(1)) == 1
+
+
+@case
+def require_tls_and_allow_cidr():
+    with Setup() as s:
+        with smtplib.SMTP("127.0.0.1", s.relay_port, timeout=10) as c:
+            c.ehlo("exo.test")
+            code, text = c.mail("jane.doe@fabrikam.com")
+            assert code == 530 and text.startswith(b"5.7.0"), (code, text)
+    d = tempfile.mkdtemp()
+    port = free_port()
+    with Process([RELAY, "--listen", f"127.0.0.1:{port}", "--tenants", tenants_file(d, 1),
+                  "--tls-cert", cert("relay.pem"), "--tls-key", cert("relay.key"),
+                  "--allow-cidr", "40.107.0.0/16"], port=port):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        assert raw.recv(512).startswith(b"554 5.7.1")
+
+
+@case
+def smart_host_down_gives_4yz_never_250():
+    d = tempfile.mkdtemp()
+    port = free_port()
+    with Process([RELAY, "--listen", f"127.0.0.1:{port}", "--tenants", tenants_file(d, free_port()),
+                  "--tls-cert", cert("relay.pem"), "--tls-key", cert("relay.key"), "--connect-timeout", "3"],
+                 port=port):
+        c = smtplib.SMTP("127.0.0.1", port, local_hostname="exo.test", timeout=20)
+        c.starttls(context=ssl.create_default_context(cafile=cert("ca.pem")))
+        c.ehlo("exo.test")
+        code, text = c.mail("jane.doe@fabrikam.com")
+        assert 400 <= code < 500 and text.startswith(b"4.4."), (code, text)
+
+
+@case
+def smart_host_refuses_the_tenant_certificate():
+    with Setup(client_name="K7QW2PLM55.smtp.contososignatureservice.com") as s:
+        with s.smtp() as c:
+            code, text = c.mail("jane.doe@fabrikam.com")
+            assert 400 <= code < 500, (code, text)
+
+
+@case
+def smart_host_replies_are_relayed_as_they_are():
+    for fail_code in ("554", "451"):
+        with Setup(sink_extra=("--fail-rate", "1", "--fail-code", fail_code)) as s:
+            with s.smtp() as c:
+                try:
+                    c.send_message(text_message())
+                    raise AssertionError("accepted")
+                except smtplib.SMTPDataError as e:
+                    assert e.smtp_code == int(fail_code), e
+
+
+@case
+def already_processed_message_passes_untouched():
+    with Setup() as s:
+        m = text_message()
+        m["SignatureContoso"] = "true"
+        original = m.as_bytes()
+        with s.smtp() as c:
+            c.sendmail("jane.doe@fabrikam.com", ["bob@example.net"], original)
+        [raw] = s.saved(1)
+        assert raw == original, "the loop guard must relay the message byte for byte"
+
+
+@case
+def nosig_rule_stamps_only():
+    with Setup() as s:
+        with s.smtp() as c:
+            c.send_message(text_message(subject="[nosig] no signature please"))
+        [raw] = s.saved(1)
+        assert b"Jane Doe" not in raw and raw.count(b"SignatureContoso: true") == 1
+
+
+@case
+def data_path_to_a_smart_host_without_chunking():
+    with Setup(sink_extra=("--no-chunking",)) as s:
+        body = ".leading dot\n..two dots\n.\nlast\n"
+        with s.smtp() as c:
+            c.send_message(text_message(body=body))
+        [raw] = s.saved(1)
+        text = parse(raw).get_content().replace("\r\n", "\n")
+        assert text.startswith(".leading dot\n..two dots\n.\nlast\n"), text
+
+
+@case
+def pipelined_bdat_client():
+    with Setup() as s:
+        raw = socket.create_connection(("127.0.0.1", s.relay_port), timeout=10)
+        buf = b""
+
+        def reply(sock):
+            nonlocal buf
+            while True:
+                while b"\r\n" not in buf:
+                    data = sock.recv(65536)
+                    assert data, "closed"
+                    buf += data
+                line, buf = buf.split(b"\r\n", 1)
+                if line[3:4] != b"-":
+                    return line
+        reply(raw)
+        raw.sendall(b"EHLO exo.test\r\n")
+        reply(raw)
+        raw.sendall(b"STARTTLS\r\n")
+        assert reply(raw).startswith(b"220")
+        tls = ssl.create_default_context(cafile=cert("ca.pem")).wrap_socket(raw, server_hostname=RELAY_NAME)
+        tls.sendall(b"EHLO exo.test\r\n")
+        reply(tls)
+        msg = b"From: jane.doe@fabrikam.com\r\nSubject: bdat\r\n\r\nchunked body\r\n"
+        tls.sendall(b"MAIL FROM:<jane.doe@fabrikam.com>\r\nRCPT TO:<bob@example.net>\r\nRCPT TO:<carol@example.net>\r\n"
+                    + b"BDAT %d LAST\r\n" % len(msg) + msg)
+        replies = [reply(tls) for _ in range(4)]
+        assert [r[:3] for r in replies] == [b"250"] * 4, replies
+        [saved] = s.saved(1)
+        assert b"chunked body" in saved and b"Jane Doe" in saved
+
+
+@case
+def blaster_thousand_messages_all_arrive_signed():
+    with Setup(relay_extra=("--quiet",)) as s:
+        r = subprocess.run([BLASTER, "--target", f"127.0.0.1:{s.relay_port}", "--connections", "20",
+                            "--messages", "1000", "--size", "3000", "--from", "jane.doe@fabrikam.com",
+                            "--starttls", "--ca", cert("ca.pem"), "--tls-name", RELAY_NAME, "--json"],
+                           capture_output=True, text=True, timeout=120)
+        out = json.loads(r.stdout)
+        assert r.returncode == 0 and out["accepted"] == 1000, (out, r.stderr)
+        saved = s.saved(1000, timeout=30)
+        assert len(saved) == 1000
+        assert all(m.count(b"SignatureContoso: true") == 1 and b"Jane Doe" in m for m in saved)
+
+
+@case
+def sighup_reloads_and_a_bad_file_keeps_the_old():
+    with Setup() as s:
+        with open(s.tenants) as f:
+            conf = json.load(f)
+        conf["tenants"][0]["processed_header"]["value"] = "reloaded"
+        with open(s.tenants, "w") as f:
+            json.dump(conf, f)
+        s.relay.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        with s.smtp() as c:
+            c.send_message(text_message())
+        assert b"SignatureContoso: reloaded" in s.saved(1)[0]
+        with open(s.tenants, "w") as f:
+            f.write("{ not json")
+        s.relay.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert "reload refused" in s.relay.stderr()
+        with s.smtp() as c:
+            c.send_message(text_message())
+        assert any(b"SignatureContoso: reloaded" in m for m in s.saved(2)[1:])
+        assert s.relay.stop() == 0
+
+
+@case
+def sigterm_exits_zero_after_draining():
+    with Setup(sink_extra=("--delay-ms", "1000")) as s:
+        c = s.smtp()
+        c.ehlo("exo.test")
+        c.mail("jane.doe@fabrikam.com")
+        c.rcpt("bob@example.net")
+        c.putcmd("data")
+        assert c.getreply()[0] == 354
+        c.send(b"Subject: drain\r\n\r\nbody\r\n.\r\n")
+        time.sleep(0.2)
+        s.relay.proc.send_signal(signal.SIGTERM)
+        code, _ = c.getreply()
+        assert code == 250, code
+        assert s.relay.stop() == 0
+        assert len(s.saved(1)) == 1
+
+
+if __name__ == "__main__":
+    harness.run(5)

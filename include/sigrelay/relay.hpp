@@ -1,7 +1,6 @@
-// The relay: one message's signing pipeline (tenant rules → rendering → MIME
-// injection → trace and processed headers), shared by the relay's transaction
-// proxy and sigrelay-inject, and the proxy that binds an inbound transaction
-// to a pooled outbound connection (DESIGN §2).
+// The relay's transaction proxy, which binds an inbound transaction to a
+// pooled outbound connection (DESIGN §2) and signs each message on the way
+// (sigrelay/signing.hpp).
 #pragma once
 
 #include <sigrelay/inbound.hpp>
@@ -9,6 +8,7 @@
 #include <sigrelay/outbound.hpp>
 #include <sigrelay/result.hpp>
 #include <sigrelay/signature.hpp>
+#include <sigrelay/signing.hpp>
 #include <sigrelay/tenants.hpp>
 
 #include <ctime>
@@ -19,32 +19,6 @@
 #include <vector>
 
 namespace sigrelay::relay {
-
-// ---- the signing pipeline ------------------------------------------------------
-
-struct envelope {
-    std::string sender;  // empty: the null sender
-    std::vector<std::string> recipients;
-    std::string helo;       // the client's EHLO name
-    std::string client_ip;  // "40.107.1.2"
-    std::string by_host;    // our name
-    std::string protocol = "ESMTPS";
-    std::string queue_id;
-    std::time_t when = 0;
-};
-
-struct signed_message {
-    tenants::decision decision;
-    mime::injection injection;
-};
-
-// Runs one message (CRLF line ends) through the tenant's rules, renders the
-// chosen signature and injects it; always adds the processed header and a
-// Received: field (unless the message already carries the processed header).
-result<signed_message> sign(const tenants::tenant& t, const envelope& env,
-                            std::span<const char> message, signature::date today);
-
-signature::date today_utc();
 
 // ---- the transaction proxy -----------------------------------------------------
 

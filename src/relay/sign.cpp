@@ -1,6 +1,6 @@
 // The signing pipeline: the one code path from a received message to the
 // bytes relayed, used by the relay and by sigrelay-inject.
-#include <sigrelay/relay.hpp>
+#include <sigrelay/signing.hpp>
 
 #include <chrono>
 

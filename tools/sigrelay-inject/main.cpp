@@ -2,6 +2,7 @@
 // tenant resolution, rules, rendering, injection, headers — and prints the
 // result, so administrators can preview signatures. --check validates only.
 #include <sigrelay/mime.hpp>
+#include <sigrelay/signing.hpp>
 #include <sigrelay/tenants.hpp>
 
 #include <cerrno>
@@ -78,10 +79,6 @@ bool read_all(int fd, std::string& out) {
     }
 }
 
-sigrelay::signature::date today_utc() {
-    return std::chrono::year_month_day{
-        std::chrono::floor<std::chrono::days>(std::chrono::system_clock::now())};
-}
 
 }  // namespace
 
@@ -145,7 +142,7 @@ int main(int argc, char** argv) {
     }
     if (!have_from) return usage("--from is required");
 
-    sigrelay::signature::date today = today_utc();
+    sigrelay::signature::date today = sigrelay::relay::today_utc();
     if (!date_text.empty()) {
         auto d = sigrelay::signature::parse_date(date_text);
         if (!d) return usage("--date: expected YYYY-MM-DD, got " + date_text);
@@ -175,34 +172,24 @@ int main(int argc, char** argv) {
         return ex_dataerr;
     }
 
-    const std::string subject = sigrelay::tenants::message_subject(message);
-    auto decision = sigrelay::tenants::decide(*t, from, to, subject, today);
-
-    sigrelay::mime::inject_options opts;
-    opts.processed_header_name = t->processed_header.name;
-    opts.processed_header_value = t->processed_header.value;
-    opts.sender = from;
-    opts.marker_id = sigrelay::tenants::marker_id(from);
-    opts.reply_markers = t->reply_markers;
-    sigrelay::tenants::received_fields rf;
-    rf.helo = "localhost";
-    rf.ip = "127.0.0.1";
-    rf.by_host = "localhost";
-    rf.protocol = "ESMTP";
-    rf.queue_id = "inject";
-    if (to.size() == 1) rf.recipient = to.front();
-    rf.when = std::time(nullptr);
-    opts.received_header = sigrelay::tenants::received_header(rf);
-
-    sigrelay::mime::rendered_signature none;
-    const auto& sig =
-        decision.kind == sigrelay::tenants::verdict::signature ? decision.signature : none;
-    auto injected =
-        sigrelay::mime::inject(std::span<const char>(message.data(), message.size()), sig, opts);
-    if (!injected) {
-        std::cerr << "sigrelay-inject: " << injected.err().message << "\n";
+    // The relay's own pipeline: rules, rendering, injection, headers.
+    sigrelay::relay::envelope env;
+    env.sender = from;
+    env.recipients = to;
+    env.helo = "localhost";
+    env.client_ip = "127.0.0.1";
+    env.by_host = "localhost";
+    env.protocol = "ESMTP";
+    env.queue_id = "inject";
+    env.when = std::time(nullptr);
+    auto signed_msg =
+        sigrelay::relay::sign(*t, env, std::span<const char>(message.data(), message.size()), today);
+    if (!signed_msg) {
+        std::cerr << "sigrelay-inject: " << signed_msg.err().message << "\n";
         return ex_software;
     }
+    const auto& decision = signed_msg->decision;
+    const auto* injected = &signed_msg->injection;
     const std::string output =
         injected->flatten(std::span<const char>(message.data(), message.size()));
 

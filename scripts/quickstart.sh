@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Installs, builds (release), makes test certificates, starts the stand-in
-# smart host, blasts mail at it over STARTTLS with a tenant's client
-# certificate, prints the throughput, and shows one message signed by the
-# same code path the relay uses (sigrelay-inject with examples/tenants.json).
-# The relay binary itself (transaction proxy, DESIGN §2/§8) is the next
-# milestone; when it lands, the blast goes through it instead.
+# Installs, builds (release), makes test certificates, starts smarthost-sink as
+# tenant fabrikam's stand-in Exchange Online smart host and sigrelay with
+# examples/tenants.json in front of it, blasts a few thousand messages through
+# the relay over STARTTLS, prints the throughput, and shows one relayed
+# message as the smart host received it: signature, processed header, trace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
-work=$root/.quickstart
-messages=${QUICKSTART_MESSAGES:-2000}
+work=.quickstart
+messages=${QUICKSTART_MESSAGES:-3000}
 connections=${QUICKSTART_CONNECTIONS:-20}
+sink_port=2526    # examples/tenants.json: fabrikam's smart_host
+relay_port=${QUICKSTART_PORT:-2525}
 
 bash scripts/setup.sh
 [ -f build-release/build.ninja ] || meson setup build-release --buildtype=release >/dev/null
@@ -18,35 +18,60 @@ echo "== building (release)"
 ninja -C build-release >/dev/null
 bash scripts/gen-certs.sh certs >/dev/null
 
-rm -rf "$work" && mkdir -p "$work/sink"
-port=2526
-sink=build-release/tools/smarthost-sink/smarthost-sink
-"$sink" --listen 127.0.0.1:$port --threads 1 --quiet --json \
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on port $1"; return 1
+}
+
+rm -rf "$work" && mkdir -p "$work/received"
+build-release/tools/smarthost-sink/smarthost-sink --listen 127.0.0.1:$sink_port --quiet --json \
   --tls-cert certs/smarthost.pem --tls-key certs/smarthost.key \
   --require-client-cert S5HG3DCG14.smtp.contososignatureservice.com --client-ca certs/ca.pem \
-  --save-dir "$work/sink" >"$work/sink.json" 2>"$work/sink.log" &
+  --save-dir "$work/received" >"$work/sink.json" 2>"$work/sink.log" &
 sink_pid=$!
-trap 'kill $sink_pid 2>/dev/null || true' EXIT
-for _ in $(seq 50); do
-  (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
-  sleep 0.1
-done
+build-release/sigrelay --listen 127.0.0.1:$relay_port --tenants examples/tenants.json \
+  --tls-cert certs/relay.pem --tls-key certs/relay.key --hostname smtp.contososignatureservice.com \
+  --quiet 2>"$work/relay.log" &
+relay_pid=$!
+trap 'kill $relay_pid $sink_pid 2>/dev/null || true' EXIT
+wait_port $sink_port
+wait_port $relay_port
 
-echo "== smtp-blaster: $messages messages over $connections STARTTLS connections, tenant client certificate"
-build-release/tools/smtp-blaster/smtp-blaster --target 127.0.0.1:$port \
-  --connections "$connections" --messages "$messages" --size 4096 \
-  --starttls --ca certs/ca.pem --tls-name fabrikam.mail.protection.outlook.com \
-  --client-cert certs/S5HG3DCG14.pem --client-key certs/S5HG3DCG14.key | sed 's/^/   /'
+echo "== sigrelay on 127.0.0.1:$relay_port → smarthost-sink on 127.0.0.1:$sink_port (STARTTLS, client certificate S5HG3DCG14…)"
+echo "== smtp-blaster: $messages messages from jane.doe@fabrikam.com over $connections STARTTLS connections"
+build-release/tools/smtp-blaster/smtp-blaster --target 127.0.0.1:$relay_port \
+  --connections "$connections" --messages "$messages" --size 4096 --from jane.doe@fabrikam.com \
+  --starttls --ca certs/ca.pem --tls-name smtp.contososignatureservice.com | sed 's/^/   /'
 
+kill -TERM $relay_pid; wait $relay_pid || true
 kill -TERM $sink_pid; wait $sink_pid || true
 trap - EXIT
-echo "== smarthost-sink counters"
-cat "$work/sink.json"
-echo "   saved: $(ls "$work/sink" | wc -l) files in $work/sink"
+echo "== the smart host's counters"
+sed 's/^/   /' "$work/sink.json"
+echo "   $(ls "$work/received" | wc -l) messages saved in $work/received"
 
-inject=build-release/tools/sigrelay-inject/sigrelay-inject
-if [ -x "$inject" ]; then
-  echo "== one message signed by sigrelay-inject (examples/tenants.json, sender jane.doe@fabrikam.com)"
-  printf 'From: Jane Doe <jane.doe@fabrikam.com>\r\nTo: bob@example.net\r\nSubject: Quarterly numbers\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHi Bob,\r\n\r\nthe numbers are attached.\r\n' \
-    | "$inject" --tenants examples/tenants.json --from jane.doe@fabrikam.com --to bob@example.net
-fi
+echo "== one message as the smart host received it"
+printf 'From: Jane Doe <jane.doe@fabrikam.com>\r\nTo: bob@example.net\r\nSubject: Quarterly numbers\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHi Bob,\r\n\r\nthe numbers are attached.' >"$work/hello.eml"
+build-release/tools/smarthost-sink/smarthost-sink --listen 127.0.0.1:$sink_port --quiet \
+  --tls-cert certs/smarthost.pem --tls-key certs/smarthost.key \
+  --require-client-cert S5HG3DCG14.smtp.contososignatureservice.com --client-ca certs/ca.pem \
+  --save-dir "$work/one" &
+sink_pid=$!
+build-release/sigrelay --listen 127.0.0.1:$relay_port --tenants examples/tenants.json \
+  --tls-cert certs/relay.pem --tls-key certs/relay.key --hostname smtp.contososignatureservice.com \
+  2>"$work/relay-one.log" &
+relay_pid=$!
+trap 'kill $relay_pid $sink_pid 2>/dev/null || true' EXIT
+wait_port $sink_port
+wait_port $relay_port
+swaks --server 127.0.0.1 --port $relay_port --tls --ehlo exo.test \
+  --from jane.doe@fabrikam.com --to bob@example.net --data "@$work/hello.eml" >/dev/null
+kill -TERM $relay_pid; wait $relay_pid || true
+kill -TERM $sink_pid; wait $sink_pid || true
+trap - EXIT
+grep "queue=" "$work/relay-one.log" | sed 's/^/   log: /'
+echo
+cat "$work"/one/*.eml

@@ -1,43 +1,61 @@
 #!/usr/bin/env bash
-# End-to-end throughput on loopback: smtp-blaster against smarthost-sink, in
-# plaintext and over STARTTLS with a tenant client certificate. (Once the relay
-# lands, the same runs go through sigrelay, and side by side with Postfix and
-# Haraka.) Bounded in count and time; prints one JSON line per run.
-# Usage: bench/e2e.sh [MESSAGES] [CONNECTIONS] [SIZE]
+# End-to-end throughput on loopback, all three programs on this one machine:
+#   1. smtp-blaster → smarthost-sink (the sink's own ceiling)
+#   2. smtp-blaster → smarthost-sink over STARTTLS with a tenant certificate
+#   3. smtp-blaster → sigrelay → smarthost-sink: STARTTLS on both legs, the
+#      tenant's client certificate, every message signed (the product)
+#   4. as 3 with BDAT from the client
+# Bounded in count and time; prints one JSON line per run.
+# Usage: bench/e2e.sh [MESSAGES] [CONNECTIONS] [SIZE]   (env: RELAY_THREADS, BUILD)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 messages=${1:-20000}
 connections=${2:-50}
 size=${3:-4096}
 build=${BUILD:-build-release}
+relay_threads=${RELAY_THREADS:-1}
 
 [ -f "$build/build.ninja" ] || meson setup "$build" --buildtype=release >/dev/null
-ninja -C "$build" tools/smarthost-sink/smarthost-sink tools/smtp-blaster/smtp-blaster >/dev/null
+ninja -C "$build" >/dev/null
 bash scripts/gen-certs.sh certs >/dev/null
 sink=$build/tools/smarthost-sink/smarthost-sink
 blaster=$build/tools/smtp-blaster/smtp-blaster
-port=${PORT:-2599}
+relay=$build/sigrelay
+sink_port=2526     # examples/tenants.json: fabrikam's smart host
+relay_port=${RELAY_PORT:-2599}
+tls_sink=(--tls-cert certs/smarthost.pem --tls-key certs/smarthost.key
+          --require-client-cert S5HG3DCG14.smtp.contososignatureservice.com --client-ca certs/ca.pem)
 
-run() {  # label, sink flags..., -- blaster flags...
-  local label=$1; shift
-  local sflags=() bflags=()
-  while [ $# -gt 0 ] && [ "$1" != "--" ]; do sflags+=("$1"); shift; done
-  shift
-  bflags=("$@")
-  "$sink" --listen 127.0.0.1:$port --threads 1 --quiet "${sflags[@]}" &
-  local pid=$!
-  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-  local out
-  out=$(timeout 300 "$blaster" --target 127.0.0.1:$port --connections "$connections" --messages "$messages" \
-        --size "$size" --threads 1 --json "${bflags[@]}" || true)
-  kill -TERM $pid; wait $pid || true
-  echo "{\"run\": \"$label\", \"messages\": $messages, \"connections\": $connections, \"size\": $size, \"result\": $out}"
+wait_port() {
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+  return 1
 }
 
-run "sink plaintext" -- 
-run "sink plaintext, BDAT" -- --chunking
-run "sink STARTTLS + client cert" \
-  --tls-cert certs/smarthost.pem --tls-key certs/smarthost.key \
-  --require-client-cert S5HG3DCG14.smtp.contososignatureservice.com --client-ca certs/ca.pem -- \
+blast() {  # label port blaster-flags...
+  local label=$1 port=$2; shift 2
+  local out
+  out=$(timeout 300 "$blaster" --target 127.0.0.1:$port --connections "$connections" --messages "$messages" \
+        --size "$size" --from jane.doe@fabrikam.com --json "$@" || true)
+  echo "{\"run\": \"$label\", \"messages\": $messages, \"connections\": $connections, \"size\": $size, \"result\": ${out:-null}}"
+}
+
+"$sink" --listen 127.0.0.1:$sink_port --quiet &
+pid=$!; wait_port $sink_port
+blast "blaster -> sink, plaintext" $sink_port
+kill -TERM $pid; wait $pid || true
+
+"$sink" --listen 127.0.0.1:$sink_port --quiet "${tls_sink[@]}" &
+pid=$!; wait_port $sink_port
+blast "blaster -> sink, STARTTLS + client certificate" $sink_port \
   --starttls --ca certs/ca.pem --tls-name fabrikam.mail.protection.outlook.com \
   --client-cert certs/S5HG3DCG14.pem --client-key certs/S5HG3DCG14.key
+
+"$relay" --listen 127.0.0.1:$relay_port --tenants examples/tenants.json --threads "$relay_threads" \
+  --tls-cert certs/relay.pem --tls-key certs/relay.key --quiet &
+rpid=$!; wait_port $relay_port
+blast "blaster -> sigrelay ($relay_threads shard) -> sink, STARTTLS both legs, signed" $relay_port \
+  --starttls --ca certs/ca.pem --tls-name smtp.contososignatureservice.com
+blast "blaster -> sigrelay ($relay_threads shard) -> sink, BDAT, STARTTLS both legs, signed" $relay_port \
+  --starttls --ca certs/ca.pem --tls-name smtp.contososignatureservice.com --chunking
+kill -TERM $rpid; wait $rpid || true
+kill -TERM $pid; wait $pid || true

@@ -34,21 +34,14 @@ struct options {
     std::string hostname;
     unsigned threads = 0;
     unsigned drain_timeout = 30;
-    std::vector<std::string> allow_cidr;
+    inbound::server_flags server;
     bool require_tls = true;
-    std::string bare_newline = "reject";
-    std::uint64_t max_message_size = 150ull << 20;
-    unsigned max_recipients = 1000;
-    unsigned command_timeout = 300, data_timeout = 600;
-    std::uint64_t min_data_rate = 0;
-    unsigned max_connections = 10000, max_connections_per_ip = 0;
     unsigned pool_size = 8, pool_max_messages = 100, pool_idle_timeout = 30;
     unsigned connect_timeout = 10;
     std::string log_format = "text";
     bool quiet = false;
     std::string spool_dir, metrics_listen;
     bool proxy_protocol = false;
-    bool chunking = true;
 };
 
 std::string host_name() {
@@ -72,6 +65,8 @@ struct shard_state {
 
 int main(int argc, char** argv) {
     options o;
+    o.server.default_allow.assign(std::begin(default_allow), std::end(default_allow));
+    o.server.max_connections = 10000;
     cli::parser p("sigrelay",
                   "SMTP relay that adds each sender's email signature for Exchange Online tenants\n"
                   "and hands the message back to the tenant's smart host (DESIGN.md).");
@@ -82,22 +77,12 @@ int main(int argc, char** argv) {
     p.add("--hostname", &o.hostname, "name in the greeting and Received: (default: the host name)");
     p.add("--threads", &o.threads, "shards, one per core (default: online CPUs)");
     p.add("--drain-timeout", &o.drain_timeout, "seconds to let transactions finish on SIGTERM (default 30)");
-    p.add("--allow-cidr", &o.allow_cidr,
-          "client ranges allowed (repeatable; default loopback + Exchange Online's ranges)");
     p.add_bool("--require-tls", &o.require_tls, "MAIL before STARTTLS gets 530 5.7.0 (default on)");
-    p.add("--bare-newline", &o.bare_newline, "reject|normalize bare CR/LF in DATA (default reject)");
-    p.add("--max-message-size", &o.max_message_size, "bytes (default 150 MiB)");
-    p.add("--max-recipients", &o.max_recipients, "per message (default 1000)");
-    p.add("--command-timeout", &o.command_timeout, "seconds (default 300)");
-    p.add("--data-timeout", &o.data_timeout, "seconds (default 600)");
-    p.add("--min-data-rate", &o.min_data_rate, "bytes/s a client must keep up while sending content (0: off)");
-    p.add("--max-connections", &o.max_connections, "per shard (default 10000)");
-    p.add("--max-connections-per-ip", &o.max_connections_per_ip, "per client address (0: no limit)");
+    o.server.add_to(p);
     p.add("--pool-size", &o.pool_size, "outbound connections per smart host per shard (default 8)");
     p.add("--pool-max-messages", &o.pool_max_messages, "messages per outbound connection (default 100)");
     p.add("--pool-idle-timeout", &o.pool_idle_timeout, "seconds an idle outbound connection is kept (default 30)");
     p.add("--connect-timeout", &o.connect_timeout, "seconds to reach a smart host (default 10)");
-    p.add_bool("--chunking", &o.chunking, "offer CHUNKING/BDAT to clients (default on)");
     p.add("--log-format", &o.log_format, "text|json (default text)");
     p.add_bool("--quiet", &o.quiet, "no per-connection log lines");
     p.add("--spool-dir", &o.spool_dir, "spool mode (DESIGN §2): not implemented yet");
@@ -127,25 +112,9 @@ int main(int argc, char** argv) {
     inbound::server_options io;
     io.smtp.hostname = o.hostname;
     io.smtp.greeting_text = "ESMTP sigrelay";
-    io.smtp.max_message_size = o.max_message_size;
-    io.smtp.max_recipients = o.max_recipients;
     io.smtp.require_tls = o.require_tls;
-    io.smtp.chunking = o.chunking;
     io.smtp.advertise_xoorg = true;
-    if (o.bare_newline == "normalize") io.smtp.bare_newline = smtp::bare_newline_policy::normalize;
-    else if (o.bare_newline != "reject") return fail(64, "--bare-newline must be reject or normalize");
-    std::vector<std::string> ranges = o.allow_cidr;
-    if (ranges.empty()) ranges.assign(std::begin(default_allow), std::end(default_allow));
-    for (const auto& c : ranges) {
-        auto range = runtime::cidr::parse(c);
-        if (!range) return fail(64, "--allow-cidr " + c + ": " + range.err().message);
-        io.allow.push_back(*range);
-    }
-    io.max_connections = o.max_connections;
-    io.max_connections_per_ip = o.max_connections_per_ip;
-    io.command_timeout = std::chrono::seconds(o.command_timeout);
-    io.data_timeout = std::chrono::seconds(o.data_timeout);
-    io.min_data_rate = o.min_data_rate;
+    if (auto r = o.server.apply(io); !r) return fail(64, r.err().message);
     io.log_prefix = "sigrelay";
     io.quiet = o.quiet;
 
@@ -157,8 +126,8 @@ int main(int argc, char** argv) {
     ro.pool.max_messages = o.pool_max_messages;
     ro.pool.idle_timeout = std::chrono::seconds(o.pool_idle_timeout);
     ro.pool.connect_timeout = std::chrono::seconds(o.connect_timeout);
-    ro.pool.command_timeout = std::chrono::seconds(o.command_timeout);
-    ro.pool.data_timeout = std::chrono::seconds(o.data_timeout);
+    ro.pool.command_timeout = std::chrono::seconds(o.server.command_timeout);
+    ro.pool.data_timeout = std::chrono::seconds(o.server.data_timeout);
     ro.pool.helo_name = o.hostname;
 
     inbound::ip_table ips;

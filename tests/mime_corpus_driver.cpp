@@ -3,6 +3,7 @@
 // injected, the result goes to stdout and "outcome<TAB>reason" to stderr.
 // Usage: mime_corpus_driver FILE [bottom|below_reply]
 #include <sigrelay/mime.hpp>
+#include <sigrelay/text.hpp>
 
 #include <cstdio>
 #include <fstream>
@@ -21,19 +22,7 @@ int main(int argc, char** argv) {
         return 66;
     }
     std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::string msg;
-    msg.reserve(raw.size() + raw.size() / 16);
-    for (std::size_t i = 0; i < raw.size(); ++i) {
-        char c = raw[i];
-        if (c == '\r') {
-            msg += "\r\n";
-            if (i + 1 < raw.size() && raw[i + 1] == '\n') ++i;
-        } else if (c == '\n') {
-            msg += "\r\n";
-        } else {
-            msg.push_back(c);
-        }
-    }
+    const std::string msg = sigrelay::text::to_crlf(raw);
 
     sigrelay::mime::rendered_signature sig;
     sig.html = "<p>Jos\xc3\xa9 Example \xe2\x80\x94 Contoso<br>SIGTOKEN-7f3a</p>";

@@ -4,6 +4,7 @@
 // or smarthost-sink). Shared by every SMTP server binary of the project.
 #pragma once
 
+#include <sigrelay/cli.hpp>
 #include <sigrelay/result.hpp>
 #include <sigrelay/runtime.hpp>
 #include <sigrelay/smtp.hpp>
@@ -31,6 +32,24 @@ struct server_options {
     std::chrono::milliseconds rate_window{10'000};  // how often the rate is checked
     std::string log_prefix = "sigrelay";
     bool quiet = false;
+};
+
+// The SMTP server flags that sigrelay and smarthost-sink share, with their
+// defaults set by the caller before add_to().
+struct server_flags {
+    std::vector<std::string> allow_cidr;  // empty: `default_allow`
+    std::vector<std::string> default_allow;
+    unsigned max_connections = 0, max_connections_per_ip = 0;
+    unsigned command_timeout = 300, data_timeout = 600;  // seconds
+    std::uint64_t min_data_rate = 0;
+    std::uint64_t max_message_size = 150ull << 20;
+    unsigned max_recipients = 1000;
+    std::string bare_newline = "reject";
+    bool chunking = true;
+
+    void add_to(cli::parser& p);
+    // Validates and copies into `opts` (allow-list, limits, timeouts, SMTP).
+    result<void> apply(server_options& opts) const;
 };
 
 // The per-IP connection counts, shared by every shard without a lock: a fixed

@@ -4,6 +4,7 @@
 // the smart host cannot be reached), so nothing is ever acknowledged that
 // only our memory holds.
 #include <sigrelay/relay.hpp>
+#include <sigrelay/text.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -13,16 +14,8 @@ namespace sigrelay::relay {
 
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        char x = a[i], y = b[i];
-        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
-        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
-        if (x != y) return false;
-    }
-    return true;
-}
+using text::iequals;
+
 
 // The value of the first header field `name` in the message's header block
 // (unfolded, trimmed); empty when absent.

@@ -3,6 +3,7 @@
 // result, so administrators can preview signatures. --check validates only.
 #include <sigrelay/mime.hpp>
 #include <sigrelay/signing.hpp>
+#include <sigrelay/text.hpp>
 #include <sigrelay/tenants.hpp>
 
 #include <cerrno>
@@ -49,23 +50,6 @@ int usage(const std::string& why) {
     return ex_usage;
 }
 
-// Bare LF and bare CR become CRLF, as the relay's --bare-newline normalize.
-std::string to_crlf(const std::string& in) {
-    std::string out;
-    out.reserve(in.size() + in.size() / 32);
-    for (std::size_t i = 0; i < in.size(); ++i) {
-        char c = in[i];
-        if (c == '\r') {
-            out += "\r\n";
-            if (i + 1 < in.size() && in[i + 1] == '\n') ++i;
-        } else if (c == '\n') {
-            out += "\r\n";
-        } else {
-            out += c;
-        }
-    }
-    return out;
-}
 
 // Reads everything from fd (a file, pipe or terminal); false with errno set.
 bool read_all(int fd, std::string& out) {
@@ -160,7 +144,7 @@ int main(int argc, char** argv) {
         }
         if (!from_stdin) ::close(fd);
     }
-    const std::string message = to_crlf(raw);
+    const std::string message = sigrelay::text::to_crlf(raw);
 
     const sigrelay::tenants::tenant* t = (*snap)->resolve(xoorg, from);
     if (!t) {

@@ -38,14 +38,8 @@ struct options {
     bool json = false;
     unsigned threads = 1;
     std::string hostname = "sink.localhost";
-    std::uint64_t max_message_size = 150ull << 20;
-    bool chunking = true;
     bool quiet = false;
-    std::vector<std::string> allow_cidr;
-    unsigned max_connections = 0, max_connections_per_ip = 0;
-    unsigned command_timeout = 300, data_timeout = 600;
-    std::uint64_t min_data_rate = 0;
-    std::string bare_newline = "reject";
+    inbound::server_flags server;
 };
 
 // Counters of one shard; summed after the shards have stopped.
@@ -198,15 +192,7 @@ int main(int argc, char** argv) {
     p.add("--delay-ms", &o.delay_ms, "delay before answering the end of each message");
     p.add("--threads", &o.threads, "shards (default 1; 0 = one per CPU)");
     p.add("--hostname", &o.hostname, "name in the greeting (default sink.localhost)");
-    p.add("--max-message-size", &o.max_message_size, "SIZE limit in bytes (default 150 MiB)");
-    p.add_bool("--chunking", &o.chunking, "advertise CHUNKING/BDAT (default on; --no-chunking)");
-    p.add("--allow-cidr", &o.allow_cidr, "only these client ranges (repeatable; default: everyone)");
-    p.add("--max-connections", &o.max_connections, "connections per shard (0: no limit)");
-    p.add("--max-connections-per-ip", &o.max_connections_per_ip, "connections per client address (0: no limit)");
-    p.add("--command-timeout", &o.command_timeout, "seconds to wait for a command (default 300)");
-    p.add("--data-timeout", &o.data_timeout, "seconds to wait for message data (default 600)");
-    p.add("--min-data-rate", &o.min_data_rate, "bytes/s a client must keep up while sending content");
-    p.add("--bare-newline", &o.bare_newline, "reject|normalize bare CR/LF in DATA (default reject)");
+    o.server.add_to(p);
     p.add_bool("--json", &o.json, "print counters as one JSON object on exit");
     p.add_bool("--quiet", &o.quiet, "no per-connection log lines");
     if (auto r = p.parse(argc, argv); !r) {
@@ -246,29 +232,13 @@ int main(int argc, char** argv) {
     inbound::server_options io;
     io.smtp.hostname = o.hostname;
     io.smtp.greeting_text = "ESMTP smarthost-sink";
-    io.smtp.max_message_size = o.max_message_size;
-    io.smtp.chunking = o.chunking;
     io.smtp.advertise_xoorg = false;
     io.smtp.require_tls = !o.require_client_cert.empty();
-    if (o.bare_newline == "normalize") io.smtp.bare_newline = smtp::bare_newline_policy::normalize;
-    else if (o.bare_newline != "reject") {
-        std::fprintf(stderr, "smarthost-sink: --bare-newline must be reject or normalize\n");
+    if (auto r = o.server.apply(io); !r) {
+        std::fprintf(stderr, "smarthost-sink: %s\n", r.err().message.c_str());
         return 64;
     }
-    for (const auto& c : o.allow_cidr) {
-        auto range = runtime::cidr::parse(c);
-        if (!range) {
-            std::fprintf(stderr, "smarthost-sink: --allow-cidr %s: %s\n", c.c_str(), range.err().message.c_str());
-            return 64;
-        }
-        io.allow.push_back(*range);
-    }
-    io.max_connections = o.max_connections;
-    io.max_connections_per_ip = o.max_connections_per_ip;
-    io.command_timeout = std::chrono::seconds(o.command_timeout);
-    io.data_timeout = std::chrono::seconds(o.data_timeout);
-    io.min_data_rate = o.min_data_rate;
-    if (o.min_data_rate) io.rate_window = std::chrono::seconds(2);
+    if (o.server.min_data_rate) io.rate_window = std::chrono::seconds(2);
     io.log_prefix = "smarthost-sink";
     io.quiet = o.quiet;
     inbound::ip_table ips;

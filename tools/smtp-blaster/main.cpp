@@ -4,6 +4,7 @@
 #include <sigrelay/cli.hpp>
 #include <sigrelay/runtime.hpp>
 #include <sigrelay/smtp_client.hpp>
+#include <sigrelay/text.hpp>
 #include <sigrelay/tls.hpp>
 #include <sigrelay/transport.hpp>
 
@@ -263,22 +264,6 @@ std::string generate_message(const options& o, std::uint64_t size) {
     return m;
 }
 
-std::string to_crlf(const std::string& in) {
-    std::string out;
-    out.reserve(in.size() + in.size() / 40);
-    for (std::size_t i = 0; i < in.size(); ++i) {
-        char c = in[i];
-        if (c == '\r') {
-            out += "\r\n";
-            if (i + 1 < in.size() && in[i + 1] == '\n') ++i;
-        } else if (c == '\n') {
-            out += "\r\n";
-        } else {
-            out += c;
-        }
-    }
-    return out;
-}
 
 double percentile(const std::vector<std::uint32_t>& sorted, double p) {
     if (sorted.empty()) return 0;
@@ -346,7 +331,7 @@ int main(int argc, char** argv) {
             std::ifstream f(e.path(), std::ios::binary);
             std::stringstream ss;
             ss << f.rdbuf();
-            contents.push_back(to_crlf(ss.str()));
+            contents.push_back(text::to_crlf(ss.str()));
         }
         if (contents.empty()) {
             std::fprintf(stderr, "smtp-blaster: --corpus %s: no files\n", o.corpus.c_str());

@@ -1,0 +1,47 @@
+// Small text helpers shared across modules: ASCII case folding (mail
+// protocols compare keywords, domains and header names ASCII
+// case-insensitively) and line-end normalisation for tools that read files.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace sigrelay::text {
+
+constexpr char ascii_lower(char c) noexcept {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c;
+}
+
+inline std::string to_lower(std::string_view s) {
+    std::string out(s);
+    for (char& c : out) c = ascii_lower(c);
+    return out;
+}
+
+constexpr bool iequals(std::string_view a, std::string_view b) noexcept {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+    return true;
+}
+
+// Every bare CR, bare LF and CRLF becomes CRLF: files on disk (LF) into the
+// canonical form SMTP carries (RFC 5322 §2.3).
+inline std::string to_crlf(std::string_view in) {
+    std::string out;
+    out.reserve(in.size() + in.size() / 32);
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        char c = in[i];
+        if (c == '\r') {
+            out += "\r\n";
+            if (i + 1 < in.size() && in[i + 1] == '\n') ++i;
+        } else if (c == '\n') {
+            out += "\r\n";
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
+}  // namespace sigrelay::text

@@ -3,6 +3,7 @@
 // contexts, and shares nothing but the per-IP connection table.
 #include <sigrelay/cli.hpp>
 #include <sigrelay/inbound.hpp>
+#include <sigrelay/observe.hpp>
 #include <sigrelay/relay.hpp>
 #include <sigrelay/runtime.hpp>
 #include <sigrelay/tenants.hpp>
@@ -10,10 +11,12 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,7 +62,106 @@ struct shard_state {
     std::optional<tls::context> tls;
     std::unique_ptr<relay::shard> relay;
     std::unique_ptr<inbound::listener> listener;
+    std::unique_ptr<observe::http_endpoint> metrics;  // shard 0 only
 };
+
+// What /metrics exposes, one row per family; each shard's values are read on
+// that shard's own thread (DESIGN §4: no shared counters, no locks).
+struct metric {
+    const char* name;
+    observe::prometheus_text::kind kind;
+    const char* help;
+    std::uint64_t (*read)(const shard_state&);
+};
+
+using K = observe::prometheus_text::kind;
+const metric metrics_table[] = {
+    {"sigrelay_connections_total", K::counter, "Inbound connections accepted.",
+     [](const shard_state& s) { return s.listener->stats().connections; }},
+    {"sigrelay_connections_refused_allowlist_total", K::counter, "Connections refused by --allow-cidr.",
+     [](const shard_state& s) { return s.listener->stats().refused_allowlist; }},
+    {"sigrelay_connections_refused_limits_total", K::counter, "Connections refused by connection limits.",
+     [](const shard_state& s) { return s.listener->stats().refused_limits; }},
+    {"sigrelay_connections_active", K::gauge, "Inbound connections open now.",
+     [](const shard_state& s) { return std::uint64_t{s.listener->active()}; }},
+    {"sigrelay_tls_handshakes_total", K::counter, "Inbound TLS handshakes completed.",
+     [](const shard_state& s) { return s.listener->stats().tls_handshakes; }},
+    {"sigrelay_tls_failures_total", K::counter, "Inbound TLS handshakes or records that failed.",
+     [](const shard_state& s) { return s.listener->stats().tls_failures; }},
+    {"sigrelay_timeouts_total", K::counter, "Inbound sessions ended by a timeout or --min-data-rate.",
+     [](const shard_state& s) { return s.listener->stats().timeouts; }},
+    {"sigrelay_messages_received_total", K::counter, "Messages received completely from clients.",
+     [](const shard_state& s) { return s.listener->stats().messages; }},
+    {"sigrelay_received_bytes_total", K::counter, "Message content bytes received from clients.",
+     [](const shard_state& s) { return s.listener->stats().content_bytes; }},
+    {"sigrelay_transactions_total", K::counter, "Transactions bound to a tenant.",
+     [](const shard_state& s) { return s.relay->stats().transactions; }},
+    {"sigrelay_relayed_total", K::counter, "Messages the smart host accepted.",
+     [](const shard_state& s) { return s.relay->stats().relayed; }},
+    {"sigrelay_signed_total", K::counter, "Relayed messages that got a signature.",
+     [](const shard_state& s) { return s.relay->stats().signed_messages; }},
+    {"sigrelay_stamped_total", K::counter, "Relayed messages only stamped (no signature).",
+     [](const shard_state& s) { return s.relay->stats().stamped; }},
+    {"sigrelay_untouched_total", K::counter, "Relayed messages that already carried the processed header.",
+     [](const shard_state& s) { return s.relay->stats().untouched; }},
+    {"sigrelay_rejected_no_tenant_total", K::counter, "MAIL FROM refused: no tenant (550 5.7.1).",
+     [](const shard_state& s) { return s.relay->stats().rejected_tenant; }},
+    {"sigrelay_rejected_requirements_total", K::counter, "Refused by a tenant's SNI or tenant id requirement.",
+     [](const shard_state& s) { return s.relay->stats().rejected_requirements; }},
+    {"sigrelay_smart_host_4xx_total", K::counter, "Messages the smart host deferred.",
+     [](const shard_state& s) { return s.relay->stats().smart_host_4xx; }},
+    {"sigrelay_smart_host_5xx_total", K::counter, "Messages the smart host rejected.",
+     [](const shard_state& s) { return s.relay->stats().smart_host_5xx; }},
+    {"sigrelay_outbound_failures_total", K::counter, "Transactions that could not reach the smart host.",
+     [](const shard_state& s) { return s.relay->stats().outbound_failures; }},
+    {"sigrelay_outbound_connects_total", K::counter, "Outbound connections attempted.",
+     [](const shard_state& s) { return s.relay->pool().stats().connects; }},
+    {"sigrelay_outbound_connect_failures_total", K::counter, "Outbound connections that failed to set up.",
+     [](const shard_state& s) { return s.relay->pool().stats().connect_failures; }},
+    {"sigrelay_outbound_tls_resumed_total", K::counter, "Outbound TLS handshakes that resumed a session.",
+     [](const shard_state& s) { return s.relay->pool().stats().tls_resumed; }},
+    {"sigrelay_outbound_reuses_total", K::counter, "Outbound connections reused for another transaction.",
+     [](const shard_state& s) { return s.relay->pool().stats().reuses; }},
+    {"sigrelay_outbound_open", K::gauge, "Outbound connections open now.",
+     [](const shard_state& s) { return std::uint64_t{s.relay->pool().stats().open}; }},
+    {"sigrelay_outbound_idle", K::gauge, "Outbound connections idle in the pool now.",
+     [](const shard_state& s) { return std::uint64_t{s.relay->pool().stats().idle}; }},
+};
+constexpr std::size_t metric_count = sizeof metrics_table / sizeof metrics_table[0];
+
+// Gathers every shard's values on its own thread, then answers on the
+// endpoint's shard.
+void gather_metrics(runtime::shard_group& group, std::vector<shard_state>& shards,
+                    std::function<void(std::string)> respond) {
+    struct pending {
+        std::vector<std::array<std::uint64_t, metric_count>> values;
+        std::atomic<unsigned> left{0};
+        std::function<void(std::string)> respond;
+        runtime::reactor* home = nullptr;
+    };
+    auto p = std::make_shared<pending>();
+    p->values.resize(group.size());
+    p->left = group.size();
+    p->respond = std::move(respond);
+    p->home = &group.shard(0);
+    for (unsigned i = 0; i < group.size(); ++i) {
+        const shard_state* st = &shards[i];
+        group.shard(i).post([p, i, st] {
+            for (std::size_t m = 0; m < metric_count; ++m) p->values[i][m] = metrics_table[m].read(*st);
+            if (p->left.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+            p->home->post([p] {
+                observe::prometheus_text out;
+                for (std::size_t m = 0; m < metric_count; ++m) {
+                    out.family(metrics_table[m].name, metrics_table[m].kind, metrics_table[m].help);
+                    for (std::size_t sh = 0; sh < p->values.size(); ++sh)
+                        out.sample(metrics_table[m].name, "shard=\"" + std::to_string(sh) + "\"",
+                                   p->values[sh][m]);
+                }
+                p->respond(out.take());
+            });
+        });
+    }
+}
 
 }  // namespace
 
@@ -86,7 +188,7 @@ int main(int argc, char** argv) {
     p.add("--log-format", &o.log_format, "text|json (default text)");
     p.add_bool("--quiet", &o.quiet, "no per-connection log lines");
     p.add("--spool-dir", &o.spool_dir, "spool mode (DESIGN §2): not implemented yet");
-    p.add("--metrics-listen", &o.metrics_listen, "Prometheus /metrics (DESIGN §10): not implemented yet");
+    p.add("--metrics-listen", &o.metrics_listen, "HOST:PORT serving Prometheus /metrics and /healthz");
     p.add_bool("--proxy-protocol", &o.proxy_protocol, "PROXY protocol v1/v2 (DESIGN §11): not implemented yet");
     if (auto r = p.parse(argc, argv); !r) return fail(64, r.err().message);
     if (p.help_requested()) {
@@ -94,7 +196,6 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (!o.spool_dir.empty()) return fail(64, "--spool-dir: spool mode is not implemented yet");
-    if (!o.metrics_listen.empty()) return fail(64, "--metrics-listen is not implemented yet");
     if (o.proxy_protocol) return fail(64, "--proxy-protocol is not implemented yet");
     if (o.tenants.empty()) return fail(64, "--tenants FILE is required");
     if (o.tls_cert.empty() != o.tls_key.empty()) return fail(64, "--tls-cert and --tls-key go together");
@@ -108,6 +209,12 @@ int main(int argc, char** argv) {
     if (auto r = runtime::probe_kernel(); !r) return fail(71, r.err().message);
     auto addr = runtime::socket_address::parse(o.listen);
     if (!addr) return fail(64, "--listen " + o.listen + ": " + addr.err().message);
+    std::optional<runtime::socket_address> metrics_addr;
+    if (!o.metrics_listen.empty()) {
+        auto m = runtime::socket_address::parse(o.metrics_listen);
+        if (!m) return fail(64, "--metrics-listen " + o.metrics_listen + ": " + m.err().message);
+        metrics_addr = *m;
+    }
 
     inbound::server_options io;
     io.smtp.hostname = o.hostname;
@@ -153,7 +260,13 @@ int main(int argc, char** argv) {
         st.relay = std::make_unique<relay::shard>(r, ro, current, i);
         st.listener = std::make_unique<inbound::listener>(io, ips, st.tls ? &*st.tls : nullptr,
                                                           st.relay->handlers());
-        return r.listen(*addr, st.listener->accept());
+        SIGRELAY_TRY(r.listen(*addr, st.listener->accept()));
+        if (i == 0 && metrics_addr) {
+            st.metrics = std::make_unique<observe::http_endpoint>(
+                r, [&](std::function<void(std::string)> respond) { gather_metrics(group, shards, std::move(respond)); });
+            SIGRELAY_TRY(st.metrics->listen(*metrics_addr));
+        }
+        return ok();
     });
     if (!started) return fail(71, started.err().message);
     if (!o.quiet)
@@ -195,6 +308,7 @@ int main(int argc, char** argv) {
     // Pools and listeners belong to their shard threads, which have exited:
     // destroy them here, in order, before the reactors go.
     for (auto& st : shards) {
+        st.metrics.reset();
         st.listener.reset();
         st.relay.reset();
     }

@@ -397,5 +397,43 @@ def sigterm_exits_zero_after_draining():
         assert len(s.saved(1)) == 1
 
 
+def http_get(port, path):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+def metric_sum(text, name):
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+
+@case
+def metrics_and_healthz():
+    mport = free_port()
+    with Setup(relay_extra=("--metrics-listen", f"127.0.0.1:{mport}")) as s:
+        assert http_get(mport, "/healthz") == (200, "ok\n")
+        with s.smtp() as c:
+            c.send_message(text_message())
+            code, _ = c.mail("mallory@example.org")
+            assert code == 550
+        s.saved(1)
+        status, text = http_get(mport, "/metrics")
+        assert status == 200, status
+        assert "# TYPE sigrelay_relayed_total counter" in text
+        assert metric_sum(text, "sigrelay_relayed_total") == 1, text
+        assert metric_sum(text, "sigrelay_signed_total") == 1
+        assert metric_sum(text, "sigrelay_rejected_no_tenant_total") == 1
+        assert metric_sum(text, "sigrelay_tls_handshakes_total") >= 1
+        assert 'shard="1"' in text, "every shard reports"
+        assert http_get(mport, "/nope")[0] == 404
+
+
 if __name__ == "__main__":
     harness.run(5)

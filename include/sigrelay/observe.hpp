@@ -1,0 +1,65 @@
+// Observability: a minimal HTTP endpoint on the shard runtime for Prometheus
+// (/metrics) and health checks (/healthz), and the Prometheus text format.
+#pragma once
+
+#include <sigrelay/result.hpp>
+#include <sigrelay/runtime.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sigrelay::observe {
+
+// Builds Prometheus text exposition (format 0.0.4): one HELP/TYPE block per
+// metric name, samples labelled by the caller.
+class prometheus_text {
+public:
+    enum class kind { counter, gauge };
+    // Starts a metric family; samples follow with sample().
+    void family(std::string_view name, kind k, std::string_view help);
+    void sample(std::string_view name, std::string_view labels, double value);
+    void sample(std::string_view name, std::string_view labels, std::uint64_t value);
+    const std::string& str() const noexcept { return out_; }
+    std::string take() { return std::move(out_); }
+
+private:
+    std::string out_;
+};
+
+// Called for GET /metrics; hands the body to `respond` (possibly later, from
+// the same shard thread).
+using metrics_fn = std::function<void(std::function<void(std::string body)> respond)>;
+
+// Serves GET /metrics and GET /healthz on one reactor (HTTP/1.0 and 1.1,
+// one request per connection, Connection: close). Anything else: 404 or 405.
+// Requests larger than 8 KiB, or slower than 10 s, are dropped.
+class http_endpoint {
+public:
+    http_endpoint(runtime::reactor& r, metrics_fn metrics);
+    result<void> listen(const runtime::socket_address& addr);
+    void set_healthy(bool h) noexcept { healthy_ = h; }
+
+    // The response for a complete request head (exposed for tests):
+    // nullopt-like empty string when the body must come from metrics_fn.
+    struct route {
+        int status = 200;
+        std::string content_type, body;
+        bool metrics = false;
+    };
+    static route dispatch(std::string_view request_head, bool healthy);
+
+private:
+    class client;
+    runtime::reactor& reactor_;
+    metrics_fn metrics_;
+    bool healthy_ = true;
+};
+
+// An HTTP/1.1 response with Content-Length and Connection: close.
+std::string http_response(int status, std::string_view content_type, std::string_view body);
+
+}  // namespace sigrelay::observe

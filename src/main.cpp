@@ -189,14 +189,14 @@ int main(int argc, char** argv) {
     p.add_bool("--quiet", &o.quiet, "no per-connection log lines");
     p.add("--spool-dir", &o.spool_dir, "spool mode (DESIGN §2): not implemented yet");
     p.add("--metrics-listen", &o.metrics_listen, "HOST:PORT serving Prometheus /metrics and /healthz");
-    p.add_bool("--proxy-protocol", &o.proxy_protocol, "PROXY protocol v1/v2 (DESIGN §11): not implemented yet");
+    p.add_bool("--proxy-protocol", &o.proxy_protocol,
+               "expect a PROXY v1/v2 header from a load balancer before SMTP (DESIGN §11)");
     if (auto r = p.parse(argc, argv); !r) return fail(64, r.err().message);
     if (p.help_requested()) {
         std::fputs(p.help().c_str(), stdout);
         return 0;
     }
     if (!o.spool_dir.empty()) return fail(64, "--spool-dir: spool mode is not implemented yet");
-    if (o.proxy_protocol) return fail(64, "--proxy-protocol is not implemented yet");
     if (o.tenants.empty()) return fail(64, "--tenants FILE is required");
     if (o.tls_cert.empty() != o.tls_key.empty()) return fail(64, "--tls-cert and --tls-key go together");
     if (o.tls_cert.empty() && o.require_tls)
@@ -222,6 +222,7 @@ int main(int argc, char** argv) {
     io.smtp.require_tls = o.require_tls;
     io.smtp.advertise_xoorg = true;
     if (auto r = o.server.apply(io); !r) return fail(64, r.err().message);
+    io.proxy_protocol = o.proxy_protocol;
     io.log_prefix = "sigrelay";
     io.quiet = o.quiet;
 

@@ -30,6 +30,7 @@ struct server_options {
     std::chrono::milliseconds data_timeout{600'000};
     std::uint64_t min_data_rate = 0;  // bytes/s while reading content; 0: off
     std::chrono::milliseconds rate_window{10'000};  // how often the rate is checked
+    bool proxy_protocol = false;  // a PROXY v1/v2 header precedes the SMTP stream (DESIGN §11)
     std::string log_prefix = "sigrelay";
     bool quiet = false;
 };
@@ -72,6 +73,7 @@ struct counters {
     std::uint64_t connections = 0, refused_allowlist = 0, refused_limits = 0;
     std::uint64_t tls_handshakes = 0, tls_failures = 0, timeouts = 0;
     std::uint64_t messages = 0, content_bytes = 0;
+    std::uint64_t proxy_errors = 0;  // bad or missing PROXY headers
 };
 
 class session;
@@ -96,7 +98,8 @@ class listener;
 // One inbound connection: stream + SMTP session + timers.
 class session final : public transport::stream_events, public smtp::session_events {
 public:
-    session(listener& l, runtime::connection& c);
+    // `peer`: the client (the PROXY header's source when there is one).
+    session(listener& l, runtime::connection& c, const runtime::socket_address& peer);
     ~session() override;
 
     void answer(const smtp::reply& r) { smtp_.answer(r); }
@@ -170,7 +173,11 @@ public:
 
 private:
     friend class session;
+    class proxy_reader;
     runtime::connection_handler* admit(runtime::connection& c);
+    // Admission with the client's address known (from the socket, or from
+    // the PROXY header).
+    runtime::connection_handler* admit_as(runtime::connection& c, const runtime::socket_address& peer);
 
     const server_options& opts_;
     ip_table& ips_;

@@ -1,5 +1,6 @@
 // Admission of inbound connections: allow-list, per-shard and per-IP limits.
 #include <sigrelay/inbound.hpp>
+#include <sigrelay/proxy_protocol.hpp>
 
 #include <cstdio>
 
@@ -22,8 +23,61 @@ void refuse(runtime::connection& c, const smtp::reply& r) {
 }
 }  // namespace
 
+// Reads the PROXY header the balancer sends first, then admits the
+// connection as coming from the client it names.
+class listener::proxy_reader final : public runtime::connection_handler {
+public:
+    proxy_reader(listener& l, runtime::connection& c) : l_(l) { c.set_timer(0, std::chrono::seconds(10)); }
+
+    void on_data(runtime::connection& c, std::span<const char> bytes) override {
+        if (done_) return;
+        buf_.append(bytes.data(), bytes.size());
+        proxy_header h;
+        std::string error;
+        switch (parse_proxy_header(std::span<const char>(buf_.data(), buf_.size()), h, error)) {
+            case proxy_status::need_more:
+                return;
+            case proxy_status::invalid:
+                fail(c, error);
+                return;
+            case proxy_status::done:
+                break;
+        }
+        done_ = true;
+        c.cancel_timer(0);
+        runtime::connection_handler* next = l_.admit_as(c, h.local ? c.peer() : h.source);
+        if (next == nullptr) return;  // refused: a reply is queued and the connection closing
+        c.set_handler(next);
+        // Anything after the header is the client's: before our greeting,
+        // which the SMTP session treats as a pre-greeting violation.
+        if (buf_.size() > h.length)
+            next->on_data(c, std::span<const char>(buf_.data() + h.length, buf_.size() - h.length));
+        c.owner().post([this] { delete this; });
+    }
+    void on_timer(runtime::connection& c, std::uint64_t) override { fail(c, "no PROXY header within 10 s"); }
+    void on_closed(runtime::connection&, int) override { delete this; }
+
+private:
+    void fail(runtime::connection& c, const std::string& why) {
+        done_ = true;
+        ++l_.stats_.proxy_errors;
+        if (!l_.opts_.quiet)
+            std::fprintf(stderr, "%s[%u] dropped %s: %s\n", l_.opts_.log_prefix.c_str(), c.owner().shard(),
+                         c.peer().to_string().c_str(), why.c_str());
+        c.abort();
+    }
+
+    listener& l_;
+    std::string buf_;
+    bool done_ = false;
+};
+
 runtime::connection_handler* listener::admit(runtime::connection& c) {
-    const auto& peer = c.peer();
+    if (opts_.proxy_protocol) return new proxy_reader(*this, c);
+    return admit_as(c, c.peer());
+}
+
+runtime::connection_handler* listener::admit_as(runtime::connection& c, const runtime::socket_address& peer) {
     if (!opts_.allow.empty()) {
         bool allowed = false;
         for (const auto& range : opts_.allow) {
@@ -60,7 +114,7 @@ runtime::connection_handler* listener::admit(runtime::connection& c) {
     }
     ++active_;
     ++stats_.connections;
-    auto* s = new session(*this, c);
+    auto* s = new session(*this, c, peer);
     s->set_handler(make_handler_(*s));
     s->start();
     return &s->stream();

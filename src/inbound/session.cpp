@@ -10,9 +10,9 @@ namespace {
 enum timer_tag : std::uint64_t { idle_timer = 1, rate_timer = 2 };
 }
 
-session::session(listener& l, runtime::connection& c)
+session::session(listener& l, runtime::connection& c, const runtime::socket_address& peer)
     : listener_(l),
-      peer_(c.peer()),
+      peer_(peer),
       id_(c.id()),
       shard_(c.owner().shard()),
       stream_(c, *this),

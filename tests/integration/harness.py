@@ -25,6 +25,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_for_listener(port, host="127.0.0.1", timeout=10.0):
+    """For servers that speak only after the client (PROXY protocol)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {host}:{port}")
+
+
 def wait_for_banner(port, host="127.0.0.1", timeout=10.0):
     deadline = time.monotonic() + timeout
     last = None
@@ -44,14 +56,14 @@ def wait_for_banner(port, host="127.0.0.1", timeout=10.0):
 class Process:
     """A server process with its stderr captured to a file."""
 
-    def __init__(self, argv, port=None, env=None):
+    def __init__(self, argv, port=None, env=None, banner=True):
         self.argv = [str(a) for a in argv]
         self.log = tempfile.NamedTemporaryFile(prefix="sigrelay-it-", suffix=".log", delete=False)
         self.out = tempfile.NamedTemporaryFile(prefix="sigrelay-it-", suffix=".out", delete=False)
         self.proc = subprocess.Popen(self.argv, stdout=self.out, stderr=self.log, env=env)
         if port is not None:
             try:
-                wait_for_banner(port)
+                (wait_for_banner if banner else wait_for_listener)(port)
             except AssertionError:
                 self.kill()
                 raise AssertionError(f"{self.argv[0]} did not start: {self.stderr()}")

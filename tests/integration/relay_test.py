@@ -87,7 +87,8 @@ def start_sink(port, save, *extra, client_name=FABRIKAM_CERT):
 def start_relay(port, tenants, *extra):
     return Process([RELAY, "--listen", f"127.0.0.1:{port}", "--threads", "2", "--tenants", tenants,
                     "--tls-cert", cert("relay.pem"), "--tls-key", cert("relay.key"),
-                    "--hostname", "relay.test", "--drain-timeout", "5"] + list(extra), port=port)
+                    "--hostname", "relay.test", "--drain-timeout", "5"] + list(extra), port=port,
+                   banner="--proxy-protocol" not in extra)
 
 
 class Setup:
@@ -433,6 +434,39 @@ def metrics_and_healthz():
         assert metric_sum(text, "sigrelay_tls_handshakes_total") >= 1
         assert 'shard="1"' in text, "every shard reports"
         assert http_get(mport, "/nope")[0] == 404
+
+
+@case
+def proxy_protocol_gives_the_real_client():
+    with Setup(relay_extra=("--proxy-protocol", "--allow-cidr", "40.107.0.0/16")) as s:
+        # the real client is an Exchange Online address: allowed, and traced
+        raw = socket.create_connection(("127.0.0.1", s.relay_port), timeout=10)
+        raw.sendall(b"PROXY TCP4 40.107.1.2 127.0.0.1 56324 25\r\n")
+        assert raw.recv(512).startswith(b"220"), "greeting after the PROXY header"
+        raw.sendall(b"EHLO exo.test\r\n")
+        assert b"STARTTLS" in raw.recv(4096)
+        raw.sendall(b"STARTTLS\r\n")
+        assert raw.recv(512).startswith(b"220")
+        tls = ssl.create_default_context(cafile=cert("ca.pem")).wrap_socket(raw, server_hostname=RELAY_NAME)
+        c = smtplib.SMTP()
+        c.sock = tls
+        c.file = None
+        c.ehlo("exo.test")
+        c.sendmail("jane.doe@fabrikam.com", ["bob@example.net"], text_message().as_bytes())
+        [saved] = s.saved(1)
+        assert b"[40.107.1.2]" in saved.split(b"\r\n\r\n")[0], saved[:300]
+        # a client outside the allow-list, as the balancer reports it
+        raw = socket.create_connection(("127.0.0.1", s.relay_port), timeout=10)
+        raw.sendall(b"PROXY TCP4 10.9.9.9 127.0.0.1 1234 25\r\n")
+        assert raw.recv(512).startswith(b"554 5.7.1")
+        # no header at all: dropped without a greeting
+        raw = socket.create_connection(("127.0.0.1", s.relay_port), timeout=10)
+        raw.sendall(b"EHLO direct.test\r\n")
+        try:
+            assert raw.recv(512) == b"", "answered a client without a PROXY header"
+        except ConnectionResetError:
+            pass
+        assert "no PROXY protocol header" in s.relay.stderr()
 
 
 if __name__ == "__main__":

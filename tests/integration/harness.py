@@ -45,7 +45,12 @@ def wait_for_banner(port, host="127.0.0.1", timeout=10.0):
             with socket.create_connection((host, port), timeout=2) as s:
                 data = s.recv(512)
                 if data[:3].isdigit():  # 220, or a 554/421 refusal: it is up
-                    s.sendall(b"QUIT\r\n")
+                    try:
+                        s.sendall(b"QUIT\r\n")
+                        while s.recv(512):  # until the server closed its side
+                            pass
+                    except OSError:
+                        pass
                     return
         except OSError as e:
             last = e

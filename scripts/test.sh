@@ -53,7 +53,14 @@ if [ "${SIGRELAY_TEST_QUICK:-0}" != "1" ]; then
   echo "== fuzz: building in build-fuzz"
   if [ -f build-fuzz/build.ninja ] || CXX=clang++ meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined \
         -Db_lundef=false -Dbench=disabled --buildtype=debugoptimized >/dev/null; then
-    if ninja -C build-fuzz -j "$jobs" >build-fuzz/build.log 2>&1; then
+    # Only the fuzz targets and what they link: the rest was built twice already.
+    ninja -C build-fuzz build.ninja >/dev/null 2>&1 || true  # regenerate first if meson.build changed
+    fuzz_targets=$(meson introspect build-fuzz --targets | python3 -c '
+import json, os, sys
+for t in json.load(sys.stdin):
+    if t["name"].endswith("_fuzz"):
+        print(os.path.relpath(t["filename"][0], "build-fuzz"))')
+    if ninja -C build-fuzz -j "$jobs" $fuzz_targets >build-fuzz/build.log 2>&1; then
       : >build-fuzz/fuzz.results
       for target in $(find build-fuzz/src -maxdepth 2 -type f -name '*_fuzz' -perm -u+x | sort); do
         name=$(basename "$target" _fuzz)

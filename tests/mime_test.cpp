@@ -658,6 +658,166 @@ TEST_CASE("once per conversation: the signature in a quoted thread is detected")
     }
 }
 
+TEST_CASE("once per conversation: a byte undefined in the charset does not hide the signature") {
+    // fuzz regression mime_inject-crash-982c57: windows-1250 has no 0x90, so
+    // the body does not convert strictly to UTF-8; the signature (é and — are
+    // in windows-1250) went in all the same and must be found on a later pass.
+    std::string m =
+        "From: a@contoso.example\r\n"
+        "Content-Type: text/plain; charset=windows-1250\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n"
+        "\r\n"
+        "x\x90y\r\n";
+    auto first = run(m, utf8_sig());
+    REQUIRE(first.inj.result == outcome::signed_message);
+    check_wire(first.out);
+    CHECK(first.out.find("Jos\xe9 \x97\r\nSIGTOKEN-42") != std::string::npos);
+    auto other_tenant = opts();
+    other_tenant.processed_header_name = "SignatureFabrikam";
+    auto second = run(first.out, utf8_sig(), other_tenant);
+    CHECK(second.inj.result == outcome::stamped_only);
+    CHECK(second.inj.reason.find("already holds") != std::string::npos);
+}
+
+TEST_CASE("an empty alternative right before a delimiter keeps the delimiter on its line") {
+    // fuzz regression mime_inject-crash-44bba8: an empty text/html alternative
+    // (its header's empty line is also the CRLF before the delimiter) got the
+    // signature with no line end, which swallowed the delimiter line.
+    struct row {
+        const char* headers;
+        const char* body;  // "" : the delimiter follows the header block directly
+    };
+    const row rows[] = {
+        {"Content-Type: text/html; charset=utf-8\r\n", ""},
+        {"Content-Type: text/html\r\n", ""},  // 7bit: becomes QP for the UTF-8 signature
+        {"Content-Type: text/html; charset=utf-8\r\n", "<p>fragment</p>\r\n"},
+        {"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n", ""},
+        {"Content-Type: text/html; charset=utf-8\r\n"
+         "Content-Transfer-Encoding: quoted-printable\r\n",
+         ""},
+        {"Content-Type: text/plain; charset=utf-8\r\n", ""},
+        // Not empty: the CRLF before the delimiter is its own, nothing to add.
+        {"Content-Type: text/html; charset=utf-8\r\n"
+         "Content-Transfer-Encoding: quoted-printable\r\n",
+         "<p>soft=\r\n"},
+        {"Content-Type: text/plain; charset=utf-8\r\n"
+         "Content-Transfer-Encoding: quoted-printable\r\n",
+         "soft=\r\n"},
+    };
+    for (const auto& rw : rows) {
+        const std::string headers = rw.headers, body = rw.body;
+        CAPTURE(headers);
+        CAPTURE(body);
+        std::string m =
+            alternative("Content-Type: text/plain\r\n", "Test\r\n", rw.headers, rw.body);
+        // alternative() adds "\r\n" after each body: take it out again.
+        auto at = m.find(std::string(rw.body) + "\r\n--alt--");
+        REQUIRE(at != std::string::npos);
+        m.erase(at + std::string(rw.body).size(), 2);
+        REQUIRE(parts_of(m).size() == 3);
+        auto r = run(m, utf8_sig());
+        REQUIRE(r.inj.result == outcome::signed_message);
+        CHECK(r.inj.reason == "text/plain+text/" + parts_of(m)[2].subtype);
+        check_wire(r.out);
+        std::uint32_t d = 0;
+        parts_of(r.out, &d);
+        CHECK(d == 0);
+        CHECK(same_shape(m, r.out));
+        CHECK(r.out.find("\r\n--alt--\r\n") != std::string::npos);
+        CHECK(count(decoded(r.out, 2), "SIGTOKEN-42") == 1);
+        if (!body.empty()) CHECK(r.out.find("\r\n\r\n--alt--") == std::string::npos);
+    }
+}
+
+TEST_CASE("charset labels iconv reads as an ASCII-incompatible charset are never edited") {
+    // fuzz regression mime_inject-crash-a45c35: glibc's iconv_open drops '['
+    // from "utf-[7" and opens UTF-7, which the name check let through; the
+    // signature went in as UTF-7 and a later pass signed again.
+    for (const char* cs : {"utf-[7", "utf7", "UTF-{16}le", "10646-1:1993", "ibm037"}) {
+        CAPTURE(cs);
+        CHECK(is_ascii_incompatible_label(cs));
+        for (const char* type : {"text/plain", "text/html"}) {
+            std::string m = std::string("From: a@contoso.example\r\nContent-Type: ") + type +
+                            "; charset=\"" + cs + "\"\r\n\r\nHello\r\n";
+            auto r = run(m, utf8_sig());
+            CHECK(r.inj.result == outcome::stamped_only);
+            CHECK(r.inj.reason.starts_with("unsupported charset"));
+            CHECK(unstamp(r.out) == m);
+        }
+    }
+    for (const char* cs : {"utf-8", "us-ascii", "iso-8859-1", "windows-1250", "iso-2022-jp",
+                           "shift_jis", "gb2312", "ks_c_5601-1987", "koi8-r"})
+        CHECK_FALSE(is_ascii_incompatible_label(cs));
+    // Labels iconv would read as another name (or with a "//" suffix) are unknown.
+    CHECK(iconv_name("utf-[8").empty());
+    CHECK(iconv_name("iso-8859-1//translit").empty());
+}
+
+TEST_CASE("ISO-2022 text left in a two-byte set where the signature goes: stamped only") {
+    // fuzz regression mime_inject-crash-031d11: the body ends after ESC $ B
+    // without ESC ( B; the marker went in as JIS X 0208 bytes, so readers
+    // would see kanji and a later pass did not find it and signed again.
+    for (const char* type : {"text/html", "text/plain"}) {
+        CAPTURE(type);
+        std::string m = std::string("From: a@contoso.example\r\nContent-Type: ") + type +
+                        "; charset=iso-2022-jp\r\n\r\nee \x1b$B$3$s\r\n";
+        auto r = run(m, utf8_sig());
+        CHECK(r.inj.result == outcome::stamped_only);
+        CHECK(r.inj.reason.starts_with("ISO-2022 text not in ASCII"));
+        CHECK(unstamp(r.out) == m);
+        // Back in ASCII at the end: signed.
+        std::string ok = m;
+        ok.insert(ok.size() - 2, "\x1b(B");
+        CHECK(run(ok, utf8_sig()).inj.result == outcome::signed_message);
+    }
+    CHECK(iso2022_ascii_at("a\x1b$B$3\x1b(Bb", 1));
+    CHECK_FALSE(iso2022_ascii_at("a\x1b$B$3\x1b(Bb", 6));
+    CHECK(iso2022_ascii_at("a\x1b$B$3\x1b(Bb", 10));
+    CHECK_FALSE(iso2022_ascii_at("a\x0e!!", 3));
+    // ISO-2022-KR's announcement designates G1 only: still ASCII after it.
+    CHECK(iso2022_ascii_at("\x1b$)Chi", 6));
+    CHECK(ascii_search_view("\x1b$)C<b>\x0e!!\x0f</b>").ends_with("<b>\x01\x01\x01\x0f</b>"));
+}
+
+TEST_CASE("ISO-2022-KR HTML: the marker is found again on a later pass") {
+    std::string m =
+        "From: a@contoso.example\r\nContent-Type: text/html; charset=iso-2022-kr\r\n\r\n"
+        "\x1b$)C<html><body>hi \x0e!!\x0f</body></html>\r\n";
+    CHECK_FALSE(is_ascii_incompatible_label("iso-2022-kr"));
+    auto first = run(m, utf8_sig());
+    REQUIRE(first.inj.result == outcome::signed_message);
+    CHECK(decoded(first.out, 0).find("<div class=\"sigrelay-alice-1\"") <
+          decoded(first.out, 0).find("</body>"));
+    auto other_tenant = opts();
+    other_tenant.processed_header_name = "SignatureFabrikam";
+    auto second = run(first.out, utf8_sig(), other_tenant);
+    CHECK(second.inj.result == outcome::stamped_only);
+    CHECK(second.inj.reason.find("already holds") != std::string::npos);
+}
+
+TEST_CASE("relabelling as UTF-8 changes the charset the parser reads, nothing else") {
+    // fuzz regression mime_inject-crash-7633b3: "; charset=" inside another
+    // parameter's quoted value was rewritten instead of the real charset, so
+    // the UTF-8 body stayed labelled iso-8859-1 and a later pass signed again.
+    std::string m =
+        "From: a@contoso.example\r\n"
+        "Content-Type: text/plain; x=\"a; charset=us-ascii\"; charset=iso-8859-1\r\n"
+        "\r\n"
+        "caf\xe9\r\n";
+    auto r = run(m, utf8_sig());  // the em dash is not in iso-8859-1: the part becomes UTF-8
+    REQUIRE(r.inj.result == outcome::signed_message);
+    check_wire(r.out);
+    auto parts = parts_of(r.out);
+    REQUIRE(parts[0].param("charset"));
+    CHECK(*parts[0].param("charset") == "utf-8");
+    REQUIRE(parts[0].param("x"));
+    CHECK(*parts[0].param("x") == "a; charset=us-ascii");
+    CHECK(decoded(r.out, 0).starts_with("caf\xc3\xa9\r\n"));
+    auto other_tenant = opts();
+    other_tenant.processed_header_name = "SignatureFabrikam";
+    CHECK(run(r.out, utf8_sig(), other_tenant).inj.result == outcome::stamped_only);
+}
+
 TEST_CASE("malformed MIME is relayed unchanged but stamped") {
     const char* rows[] = {
         "Content-Type: multipart/mixed\r\n\r\nno boundary\r\n",
@@ -719,6 +879,29 @@ TEST_CASE("mbox From_ line: Received goes after it") {
     auto r = run(m);
     CHECK(r.inj.result == outcome::signed_message);
     CHECK(r.out.starts_with("From alice@contoso.example Mon Jan  1 00:00:00 2026\r\nReceived: "));
+}
+
+TEST_CASE("a From_ line without a line end: each stamp field still starts a line") {
+    // fuzz regression mime_inject-crash-bb70ae: the message is one unterminated
+    // "From " line; Received went onto that line and the processed header
+    // after an empty line, in the body, so a second pass signed again.
+    const std::string m = "From x: y";
+    auto r = run(m);
+    CHECK(r.inj.result == outcome::stamped_only);
+    check_wire(r.out);
+    CHECK(r.out.starts_with("From x: y\r\nReceived: from exo.example"));
+    CHECK(r.out.find("\r\n\r\n") == std::string::npos);
+    auto fields = parts_of(r.out)[0].fields;
+    REQUIRE(fields.size() == 2);
+    CHECK(fields[0].name == "Received");
+    CHECK(fields[1].name == "SignatureContoso");
+    auto second = run(r.out);
+    CHECK(second.inj.result == outcome::untouched);
+    CHECK(second.out == r.out);
+    // Without a Received field the processed header still starts a line.
+    auto no_received = opts();
+    no_received.received_header.clear();
+    CHECK(run(m, ascii_sig(), no_received).out == "From x: y\r\nSignatureContoso: true\r\n");
 }
 
 TEST_CASE("html signature derived from the text one when empty") {

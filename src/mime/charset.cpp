@@ -6,6 +6,7 @@
 
 #include <iconv.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <utility>
@@ -80,6 +81,35 @@ void append_ncr(std::string& out, std::uint32_t cp) {
     out += ';';
 }
 
+// What glibc's iconv_open keeps of a name: letters, digits and "_-.,:"; it
+// drops the rest ("utf-[7" opens UTF-7) and reads "//" as a suffix.
+bool iconv_keeps(char c) noexcept {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+           c == '-' || c == '.' || c == ',' || c == ':';
+}
+
+// `label` starts with `prefix` (lowercase) once the characters iconv drops are skipped.
+bool iconv_starts_with(std::string_view label, std::string_view prefix) noexcept {
+    std::size_t k = 0;
+    for (char c : label) {
+        if (k == prefix.size()) return true;
+        if (!iconv_keeps(c)) continue;
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+        if (c != prefix[k++]) return false;
+    }
+    return k == prefix.size();
+}
+
+// UTF-16/32, UCS-2/4, UTF-7 by name, compared as iconv reads the label, so
+// "utf-[7" counts as UTF-7.
+bool incompatible_name(std::string_view label) noexcept {
+    auto l = trim(label);
+    for (std::string_view p :
+         {"utf-16", "utf-32", "utf16", "utf32", "ucs", "utf-7", "utf7", "unicode"})
+        if (iconv_starts_with(l, p)) return true;
+    return false;
+}
+
 }  // namespace
 
 bool is_utf8_label(std::string_view label) noexcept {
@@ -98,10 +128,22 @@ bool is_stateful_label(std::string_view label) noexcept {
 }
 
 bool is_ascii_incompatible_label(std::string_view label) noexcept {
+    if (incompatible_name(label)) return true;
     auto l = trim(label);
-    return istarts_with(l, "utf-16") || istarts_with(l, "utf-32") || istarts_with(l, "utf16") ||
-           istarts_with(l, "utf32") || istarts_with(l, "ucs") || istarts_with(l, "utf-7") ||
-           istarts_with(l, "unicode");
+    // Other names iconv knows for such charsets ("10646-1:1993" is UCS-4,
+    // EBCDIC code pages): ASCII text must come out as the same bytes.
+    try {
+        std::string name = iconv_name(l, true);
+        if (name.empty() || name == "UTF-8" || name == "ASCII") return false;
+        // ISO-2022 starts in ASCII; ISO-2022-KR announces its set first.
+        if (is_stateful_label(l)) return false;
+        std::string probe = "\t\r\n";
+        for (char c = 0x20; c < 0x7f; ++c) probe.push_back(c);
+        auto out = convert("utf-8", l, probe);
+        return !out || *out != probe;
+    } catch (...) {
+        return true;
+    }
 }
 
 std::string iconv_name(std::string_view label, bool for_encoding) {
@@ -109,7 +151,7 @@ std::string iconv_name(std::string_view label, bool for_encoding) {
     if (l.empty()) return {};
     if (is_ascii_label(l)) return "ASCII";
     if (is_utf8_label(l)) return "UTF-8";
-    if (is_ascii_incompatible_label(l)) return {};
+    if (incompatible_name(l)) return {};
     // Microsoft's labels for its code pages (Outlook writes them).
     if (l == "ks_c_5601-1987" || l == "ks_c_5601" || l == "korean" || l == "cp949" ||
         l == "windows-949" || l == "ks_c_5601-1989")
@@ -124,6 +166,9 @@ std::string iconv_name(std::string_view label, bool for_encoding) {
         return "CP932";
     if (l.starts_with("windows-125") && l.size() == 12) return "CP125" + l.substr(11);
     if (l == "latin1" || l == "l1") return "ISO-8859-1";
+    // A label iconv would read as another name (dropped characters, "//"
+    // suffixes) is not one it knows: "utf-[8" is not UTF-8.
+    if (!std::all_of(l.begin(), l.end(), iconv_keeps)) return {};
     std::string upper;
     for (char c : l) upper.push_back((c >= 'a' && c <= 'z') ? char(c - 32) : c);
     iconv_handle probe("UTF-8", upper);
@@ -148,6 +193,26 @@ std::optional<std::string> convert(std::string_view from_label, std::string_view
     out.reserve(bytes.size() + bytes.size() / 4 + 8);
     std::size_t consumed = 0;
     if (!run(cd.get(), bytes, out, consumed)) return std::nullopt;
+    flush(cd.get(), out);
+    return out;
+}
+
+std::optional<std::string> to_utf8_lossy(std::string_view from_label, std::string_view bytes) {
+    std::string from = iconv_name(from_label, false);
+    if (from.empty()) return std::nullopt;
+    iconv_handle cd("UTF-8", from);
+    if (!cd.ok()) return std::nullopt;
+    std::string out;
+    out.reserve(bytes.size() + bytes.size() / 4 + 8);
+    std::string_view rest = bytes;
+    while (!rest.empty()) {
+        std::size_t consumed = 0;
+        if (run(cd.get(), rest, out, consumed)) break;
+        // An invalid, unconvertible or truncated sequence: one replacement
+        // character for its first byte, then on with the next.
+        out += "\xEF\xBF\xBD";
+        rest.remove_prefix(std::min(consumed + 1, rest.size()));
+    }
     flush(cd.get(), out);
     return out;
 }

@@ -100,23 +100,44 @@ bool has_pgp_armor(std::string_view text) noexcept {
            text.find("-----BEGIN PGP MESSAGE-----") != std::string_view::npos;
 }
 
-std::string ascii_search_view(std::string_view s) {
-    std::string out(s);
+namespace {
+
+// The shift state of ISO-2022 text, byte by byte: false once a non-ASCII set
+// is in use. Returns whether byte `i` (not an escape or shift) is ASCII.
+struct iso2022_state {
     bool ascii = true;
-    for (std::size_t i = 0; i < out.size(); ++i) {
-        char c = out[i];
-        if (c == '\x1b' && i + 2 < out.size()) {
-            // ESC ( B / ESC ( J: ASCII or JIS-Roman; ESC $ ...: two-byte sets.
-            if (out[i + 1] == '(') ascii = out[i + 2] == 'B' || out[i + 2] == 'J';
-            if (out[i + 1] == '$') ascii = false;
-            continue;
+    void step(std::string_view s, std::size_t i) noexcept {
+        char c = s[i];
+        if (c == '\x1b' && i + 2 < s.size()) {
+            // ESC ( B / ESC ( J: ASCII or JIS-Roman; ESC $ ...: two-byte sets,
+            // except ESC $ ) / * / + which only designate G1-G3 (ISO-2022-KR's
+            // ESC $ ) C announcement): SO shifts to those.
+            if (s[i + 1] == '(') ascii = s[i + 2] == 'B' || s[i + 2] == 'J';
+            if (s[i + 1] == '$' && s[i + 2] != ')' && s[i + 2] != '*' && s[i + 2] != '+')
+                ascii = false;
         }
         if (c == '\x0e') ascii = false;  // SO (ISO-2022-KR/CN)
         if (c == '\x0f') ascii = true;   // SI
-        if (c == '\r' || c == '\n') continue;
-        if (!ascii) out[i] = '\x01';
+    }
+};
+
+}  // namespace
+
+std::string ascii_search_view(std::string_view s) {
+    std::string out(s);
+    iso2022_state st;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        st.step(s, i);
+        if (s[i] == '\x1b' || s[i] == '\r' || s[i] == '\n') continue;
+        if (!st.ascii) out[i] = '\x01';
     }
     return out;
+}
+
+bool iso2022_ascii_at(std::string_view s, std::size_t offset) noexcept {
+    iso2022_state st;
+    for (std::size_t i = 0; i < offset && i < s.size(); ++i) st.step(s, i);
+    return st.ascii;
 }
 
 }  // namespace sigrelay::mime

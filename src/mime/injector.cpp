@@ -14,6 +14,19 @@
 //   mail. Auto-Submitted other than "no", Precedence: auto_reply, X-Autoreply
 //   and X-Autorespond do.
 // - The loop guard matches the processed header's name (any value).
+// - "Already holds this sender's signature" decodes text/plain leniently
+//   (bytes invalid in the declared charset become U+FFFD): such bytes are
+//   relayed as they came, so they must not hide a signature we inserted.
+// - An empty body directly followed by a delimiter (the header block's empty
+//   line doubling as the delimiter's CRLF) gets a CRLF after what is written
+//   into it, so the delimiter stays at the start of a line.
+// - Relabelling a part as UTF-8 edits its charset parameter only when the
+//   edited field parses back to charset=utf-8 with the other parameters
+//   unchanged (else the field is rewritten, checked the same way; else the
+//   message is stamped only).
+// - ISO-2022 text still in a two-byte set (or shifted out) where the
+//   signature goes, which RFC 1468/1557 text never is at a line end: stamped
+//   only, as the signature would be read in that set.
 // - With below_reply in plain text the "-- " separator is left out: RFC 3676
 //   readers would treat the whole quoted thread below it as signature.
 #include <sigrelay/mime.hpp>
@@ -312,9 +325,11 @@ private:
             if (html_has_marker(view, marker_id_))
                 return fail("thread already holds this sender's signature");
         } else {
+            // Lossy: a byte the charset does not define (windows-1250 has no
+            // 0x90) must not hide a signature elsewhere in the body.
             std::optional<std::string> utf8;
             if (!is_utf8_label(charset) && !is_ascii_label(charset))
-                utf8 = convert(charset, "utf-8", decoded);
+                utf8 = to_utf8_lossy(charset, decoded);
             if (text_has_signature(utf8 ? std::string_view(*utf8) : decoded, sig_.text))
                 return fail("thread already holds this sender's signature");
         }
@@ -333,6 +348,11 @@ private:
         }
         const bool at_reply = off != npos;
         if (!at_reply) off = html ? html_bottom_offset(view) : decoded.size();
+        // The signature is written in ASCII state: text left in a two-byte
+        // set there (RFC 1468 wants ASCII again at each line end) would make
+        // it unreadable and hide it from the next pass.
+        if (is_stateful_label(charset) && !iso2022_ascii_at(decoded, off))
+            return fail("ISO-2022 text not in ASCII where the signature goes");
 
         // The newline convention of the decoded text (base64 text may use LF).
         std::string_view nl = "\r\n";
@@ -375,6 +395,14 @@ private:
             new_body += *b;
             to_utf8 = true;
         }
+
+        // An empty body right before a delimiter: the header block's empty
+        // line was also the delimiter's CRLF (RFC 2046 §5.1.1), so what we
+        // write there must end with its own CRLF or it swallows the delimiter.
+        const bool delimiter_at_end = p.parent >= 0 && msg_.substr(p.body_end).starts_with("--");
+        if (!to_utf8 && delimiter_at_end && off == decoded.size() && !ins.ends_with('\n') &&
+            (kind == cte_kind::seven || kind == cte_kind::eight || kind == cte_kind::binary))
+            ins += "\r\n";
 
         // Choose the output encoding.
         const auto delims = delimiters_above(i);
@@ -426,11 +454,14 @@ private:
                 if (raw.ends_with('\n')) encoded += "\r\n";
             }
         }
+        if (replace_body && delimiter_at_end && !encoded.empty() && !encoded.ends_with('\n'))
+            encoded += "\r\n";
         if (replace_body) {
             if (collides(encoded, delims)) return fail("signature collides with a boundary");
             edits_.push_back({p.body_begin, p.body_end, 10, std::move(encoded)});
         }
-        if (to_utf8) set_charset_utf8(i);
+        if (to_utf8 && !set_charset_utf8(i))
+            return fail("cannot relabel the Content-Type as UTF-8");
         if (switch_to_qp) set_cte(i, "quoted-printable");
         kinds_.push_back(p.type + "/" + p.subtype);
         return true;
@@ -486,12 +517,45 @@ private:
             add_field(i, std::move(field), 51);
     }
 
-    void set_charset_utf8(std::size_t i) {
+    // Whether a Content-Type field we wrote reads as part i's type with
+    // charset=utf-8 and every other parameter as it was.
+    bool relabelled(std::size_t i, std::string_view field) const {
+        const part& p = at(i);
+        auto colon = field.find(':');
+        if (colon == npos) return false;
+        std::string value;
+        for (char c : field.substr(colon + 1))
+            if (c != '\r' && c != '\n') value.push_back(c);
+        std::string type, subtype;
+        std::vector<content_param> params;
+        if (!parse_content_type(trim(value), type, subtype, params)) return false;
+        if (type != p.type || subtype != p.subtype) return false;
+        std::vector<content_param> before, after;
+        const std::string* charset = nullptr;
+        for (const auto& prm : params) {
+            if (prm.name == "charset") {
+                if (!charset) charset = &prm.value;
+            } else {
+                after.push_back(prm);
+            }
+        }
+        for (const auto& prm : p.params)
+            if (prm.name != "charset") before.push_back(prm);
+        if (!charset || *charset != "utf-8" || before.size() != after.size()) return false;
+        for (std::size_t k = 0; k < before.size(); ++k)
+            if (before[k].name != after[k].name || before[k].value != after[k].value) return false;
+        return true;
+    }
+
+    // False when no rewrite of the field reads back as intended (the parser
+    // took another "charset" than a textual search finds, e.g. one inside a
+    // quoted value): the message is then stamped only.
+    bool set_charset_utf8(std::size_t i) {
         const part& p = at(i);
         const header_field* f = p.field("Content-Type");
         if (!f) {
             add_field(i, "Content-Type: " + p.type + "/" + p.subtype + "; charset=utf-8", 50);
-            return;
+            return true;
         }
         std::string_view raw = msg_.substr(f->begin, f->end - f->begin);
         // Replace the value of a plain charset= parameter in place.
@@ -520,8 +584,9 @@ private:
             std::string text(raw.substr(0, v0));
             text += "utf-8";
             text += raw.substr(v1);
+            if (!relabelled(i, text)) continue;
             edits_.push_back({f->begin, f->end, 0, std::move(text)});
-            return;
+            return true;
         }
         // No plain charset parameter (absent, or RFC 2231 form): rewrite the field.
         std::string text = "Content-Type: " + p.type + "/" + p.subtype;
@@ -535,7 +600,9 @@ private:
             text += ";\r\n\t" + prm.name + "=\"" + v + "\"";
         }
         text += ";\r\n\tcharset=utf-8\r\n";
+        if (!relabelled(i, text)) return false;
         edits_.push_back({f->begin, f->end, 0, std::move(text)});
+        return true;
     }
 
     std::string_view msg_;
@@ -602,12 +669,22 @@ result<injection> inject(std::span<const char> message, const rendered_signature
         return out;
     }
 
+    // Each stamp field starts a line: after an mbox From_ line or a last field
+    // without a line end (end of input), and the processed header may land
+    // where the Received field already went (no header fields at all).
     std::vector<edit> stamp;
-    if (!opts.received_header.empty())
-        stamp.push_back({root.begin, root.begin, 0, sanitize_field(opts.received_header) + "\r\n"});
+    const bool received = !opts.received_header.empty();
+    if (received) {
+        std::string text;
+        if (root.begin > 0 && msg[root.begin - 1] != '\n') text = "\r\n";
+        text += sanitize_field(opts.received_header) + "\r\n";
+        stamp.push_back({root.begin, root.begin, 0, std::move(text)});
+    }
     {
         std::string text;
-        if (root.header_end > 0 && msg[root.header_end - 1] != '\n') text = "\r\n";
+        if (root.header_end > 0 && msg[root.header_end - 1] != '\n' &&
+            !(received && root.header_end == root.begin))
+            text = "\r\n";
         text += opts.processed_header_name + ": " + sanitize_value(opts.processed_header_value) +
                 "\r\n";
         stamp.push_back({root.header_end, root.header_end, 100, std::move(text)});

@@ -39,5 +39,8 @@ bool has_pgp_armor(std::string_view text) noexcept;
 // ISO-2022 text with bytes of non-ASCII shift states replaced by 0x01, so
 // ASCII searches cannot match inside two-byte runs; offsets are unchanged.
 std::string ascii_search_view(std::string_view iso2022);
+// Whether ISO-2022 text is in ASCII (no two-byte set, not shifted out) at
+// `offset`: what goes there is written in ASCII.
+bool iso2022_ascii_at(std::string_view iso2022, std::size_t offset) noexcept;
 
 }  // namespace sigrelay::mime

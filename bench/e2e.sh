@@ -31,31 +31,37 @@ wait_port() {
   return 1
 }
 
-blast() {  # label port blaster-flags...
-  local label=$1 port=$2; shift 2
-  local out
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, 1/100 s
+
+blast() {  # label port server-pid blaster-flags...
+  local label=$1 port=$2 server=$3; shift 3
+  local out c0 c1
+  c0=$(cpu_ticks "$server")
   out=$(timeout 300 "$blaster" --target 127.0.0.1:$port --connections "$connections" --messages "$messages" \
         --size "$size" --from jane.doe@fabrikam.com --json "$@" || true)
-  echo "{\"run\": \"$label\", \"messages\": $messages, \"connections\": $connections, \"size\": $size, \"result\": ${out:-null}}"
+  c1=$(cpu_ticks "$server")
+  # The server's own CPU time: messages per CPU-second is the per-core figure
+  # (blaster, sink and relay share this machine's cores).
+  echo "{\"run\": \"$label\", \"messages\": $messages, \"connections\": $connections, \"size\": $size, \"server_cpu_seconds\": $(awk "BEGIN{print ($c1-$c0)/100}"), \"result\": ${out:-null}}"
 }
 
 "$sink" --listen 127.0.0.1:$sink_port --quiet &
 pid=$!; wait_port $sink_port
-blast "blaster -> sink, plaintext" $sink_port
+blast "blaster -> sink, plaintext" $sink_port $pid
 kill -TERM $pid; wait $pid || true
 
 "$sink" --listen 127.0.0.1:$sink_port --quiet "${tls_sink[@]}" &
 pid=$!; wait_port $sink_port
-blast "blaster -> sink, STARTTLS + client certificate" $sink_port \
+blast "blaster -> sink, STARTTLS + client certificate" $sink_port $pid \
   --starttls --ca certs/ca.pem --tls-name fabrikam.mail.protection.outlook.com \
   --client-cert certs/S5HG3DCG14.pem --client-key certs/S5HG3DCG14.key
 
 "$relay" --listen 127.0.0.1:$relay_port --tenants examples/tenants.json --threads "$relay_threads" \
   --tls-cert certs/relay.pem --tls-key certs/relay.key --quiet &
 rpid=$!; wait_port $relay_port
-blast "blaster -> sigrelay ($relay_threads shard) -> sink, STARTTLS both legs, signed" $relay_port \
+blast "blaster -> sigrelay ($relay_threads shard) -> sink, STARTTLS both legs, signed" $relay_port $rpid \
   --starttls --ca certs/ca.pem --tls-name smtp.contososignatureservice.com
-blast "blaster -> sigrelay ($relay_threads shard) -> sink, BDAT, STARTTLS both legs, signed" $relay_port \
+blast "blaster -> sigrelay ($relay_threads shard) -> sink, BDAT, STARTTLS both legs, signed" $relay_port $rpid \
   --starttls --ca certs/ca.pem --tls-name smtp.contososignatureservice.com --chunking
 kill -TERM $rpid; wait $rpid || true
 kill -TERM $pid; wait $pid || true

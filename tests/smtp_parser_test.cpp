@@ -9,6 +9,8 @@
 
 #include <sigrelay/smtp.hpp>
 
+#include <algorithm>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -455,6 +457,155 @@ TEST_CASE("data_reader: text lines are at most 1000 octets with CRLF (§4.5.3.1.
     for (int i = 0; i < 5000; ++i) big += "line\r\n";
     CHECK(dr2.consume(big + ".\r\n", out).done);
     CHECK(dr2.error() == data_error::none);
+}
+
+// ---- DATA reader against a byte-at-a-time reference -------------------------------
+
+namespace {
+
+// The DATA reader as first written: one state transition per input byte
+// (runs of ordinary bytes aside). The reader scans in bulk; for every input
+// and every split it must give the same content, end, consumption and error.
+class reference_data_reader {
+public:
+    explicit reference_data_reader(bare_newline_policy policy) : policy_(policy) {}
+
+    data_reader::result consume(std::string_view in, std::string& out) {
+        std::size_t i = 0;
+        while (i < in.size()) {
+            const char c = in[i];
+            switch (state_) {
+                case st::bol:
+                    if (c == '.') {
+                        count(1);
+                        state_ = st::dot;
+                        ++i;
+                    } else {
+                        state_ = st::mid;
+                    }
+                    break;
+                case st::mid:
+                    if (c == '\r') {
+                        state_ = st::cr;
+                    } else if (c == '\n') {
+                        bare(out, "");
+                    } else {
+                        if (error_ == data_error::none && line_len_ < data_reader::max_line - 2)
+                            out.push_back(c);
+                        count(1);
+                    }
+                    ++i;
+                    break;
+                case st::cr:
+                    if (c == '\n') {
+                        if (error_ == data_error::none) out += "\r\n";
+                        line_len_ = 0;
+                        state_ = st::bol;
+                        ++i;
+                    } else {
+                        bare(out, "");
+                    }
+                    break;
+                case st::dot:
+                    if (c == '\r') {
+                        state_ = st::dot_cr;
+                        ++i;
+                    } else if (c == '\n') {
+                        bare(out, ".");
+                        ++i;
+                    } else {
+                        state_ = st::mid;
+                    }
+                    break;
+                case st::dot_cr:
+                    if (c == '\n') {
+                        state_ = st::bol;
+                        return {i + 1, true};
+                    }
+                    bare(out, ".");
+                    break;
+            }
+        }
+        return {i, false};
+    }
+    data_error error() const { return error_; }
+
+private:
+    enum class st { bol, mid, cr, dot, dot_cr };
+    void count(std::size_t n) {
+        line_len_ += n;
+        if (line_len_ > data_reader::max_line - 2 && error_ == data_error::none)
+            error_ = data_error::line_too_long;
+    }
+    void bare(std::string& out, std::string_view before) {
+        if (policy_ == bare_newline_policy::reject && error_ == data_error::none)
+            error_ = data_error::bare_newline;
+        if (error_ == data_error::none) {
+            out += before;
+            out += "\r\n";
+        }
+        line_len_ = 0;
+        state_ = st::mid;
+    }
+
+    bare_newline_policy policy_;
+    st state_ = st::bol;
+    std::size_t line_len_ = 0;
+    data_error error_ = data_error::none;
+};
+
+// Feeds `input` in the pieces cut at `cuts` (ascending) until the end of data.
+template <typename Reader>
+data_run read_pieces(Reader& dr, std::string_view input, const std::vector<std::size_t>& cuts) {
+    data_run r;
+    std::size_t from = 0;
+    for (std::size_t k = 0; k <= cuts.size(); ++k) {
+        const std::size_t to = k < cuts.size() ? cuts[k] : input.size();
+        const auto res = dr.consume(input.substr(from, to - from), r.content);
+        r.consumed += res.consumed;
+        if (res.done) {
+            r.done = true;
+            break;
+        }
+        from = to;
+    }
+    r.error = dr.error();
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("data_reader: same as the byte-at-a-time reference, any input and split") {
+    std::mt19937 rng(20240601);
+    const char alphabet[] = {'a', '.', '\r', '\n', '\0'};
+    for (int n = 0; n < 6000; ++n) {
+        std::string in;
+        const std::size_t len = rng() % 64;
+        // Every fourth input has long runs, for the 1000-octet line limit.
+        const bool long_runs = n % 4 == 3;
+        while (in.size() < len) {
+            if (long_runs && rng() % 3 == 0)
+                in.append(990 + rng() % 12, 'a');
+            else
+                in.push_back(alphabet[rng() % 5]);
+        }
+        if (rng() % 2 == 0) in += "\r\n.\r\n";
+        std::vector<std::size_t> cuts;
+        const std::size_t pieces = rng() % 6;
+        for (std::size_t k = 0; k < pieces; ++k) cuts.push_back(rng() % (in.size() + 1));
+        std::sort(cuts.begin(), cuts.end());
+        for (const auto policy : {reject, normalize}) {
+            CAPTURE(printable(in, 400));
+            CAPTURE(cuts.size());
+            data_reader dr(policy);
+            reference_data_reader ref(policy);
+            const data_run want = read_pieces(ref, in, cuts);
+            CHECK(read_pieces(dr, in, cuts) == want);
+            // A reader reset after a message behaves as a fresh one.
+            dr.reset();
+            CHECK(read_pieces(dr, in, {}) == read_data(in, policy, in.size()));
+        }
+    }
 }
 
 // ---- replies and log text ---------------------------------------------------------

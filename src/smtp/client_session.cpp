@@ -58,19 +58,24 @@ bool parse_reply_line(std::string_view line, int& code, bool& more, std::string_
 std::string dot_stuff(std::string_view content) {
     std::string out;
     out.reserve(content.size() + content.size() / 64 + 8);
+    const char* p = content.data();
+    const char* const end = p + content.size();
     bool line_start = true;
-    for (std::size_t i = 0; i < content.size(); ++i) {
-        char c = content[i];
-        if (c == '\r' || c == '\n') {
-            // CRLF, bare CR and bare LF all end a line as CRLF.
-            if (c == '\r' && i + 1 < content.size() && content[i + 1] == '\n') ++i;
-            out += "\r\n";
-            line_start = true;
-            continue;
+    while (p < end) {
+        if (line_start && *p == '.') out += '.';
+        // Copy the rest of the line in one go; only line ends need work.
+        const char* stop = p;
+        while (stop < end && *stop != '\r' && *stop != '\n') ++stop;
+        out.append(p, static_cast<std::size_t>(stop - p));
+        if (stop == end) {
+            line_start = false;
+            break;
         }
-        if (line_start && c == '.') out += '.';
-        out += c;
-        line_start = false;
+        // CRLF, bare CR and bare LF all end a line as CRLF.
+        if (*stop == '\r' && stop + 1 < end && stop[1] == '\n') ++stop;
+        out += "\r\n";
+        p = stop + 1;
+        line_start = true;
     }
     if (!line_start) out += "\r\n";
     out += ".\r\n";

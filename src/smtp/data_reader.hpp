@@ -1,6 +1,7 @@
 // DATA content reader (RFC 5321 §4.1.1.4, §4.5.2): finds the end of data,
-// removes dot-stuffing and polices line ends, one byte-state at a time so
-// any split of the input across calls gives the same result.
+// removes dot-stuffing and polices line ends. Plain lines are passed on in
+// bulk; everything else goes through a byte-state machine, so any split of
+// the input across calls gives the same result.
 //
 // End of data is only the raw octets <CRLF>.<CRLF>, where the first CRLF may
 // be the one that ended the DATA command. A bare CR or bare LF is never a
@@ -54,6 +55,7 @@ private:
         dot,     // "<CRLF>." seen
         dot_cr,  // "<CRLF>.<CR>" seen
     };
+    std::size_t step(std::string_view in, std::size_t i, std::string& out, bool& done);
     void bare_newline(std::string& out, std::string_view line_before);
     void count(std::size_t n) noexcept;
     void fail(data_error e) noexcept {

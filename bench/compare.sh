@@ -10,6 +10,11 @@
 # folder to alternate_config_directories in /etc/postfix/main.cf, which
 # Postfix requires. altermime adds the same signature to every message (it
 # cannot render per-sender signatures); sigrelay renders each sender's.
+# The third run is Haraka (npm, pinned below, installed into .bench/haraka-node)
+# with the config and plugins in bench/haraka: the same static signature and
+# header as altermime, forwarded with queue/smtp_forward, which opens one
+# STARTTLS connection to the sink per message and answers 250 only once the
+# sink has it.
 # Usage: bench/compare.sh [MESSAGES] [CONNECTIONS] [SIZE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +24,8 @@ connections=${2:-20}
 size=${3:-4096}
 build=${BUILD:-build-release}
 work=$root/.bench
-sink_port=2526 relay_port=2599 postfix_port=2527
+sink_port=2526 relay_port=2599 postfix_port=2527 haraka_port=2528  # Haraka's ports: bench/haraka/config
+haraka_version=3.3.4
 
 if ! command -v postfix >/dev/null || ! command -v altermime >/dev/null; then
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
@@ -56,7 +62,10 @@ run() {  # label port save-dir
 }
 
 # ---- sigrelay --------------------------------------------------------------
-rm -rf "$work" && mkdir -p "$work/sig-received" "$work/pf-received"
+# Keep the Haraka install (.bench/haraka-node) between runs; clear the rest.
+mkdir -p "$work"
+find "$work" -mindepth 1 -maxdepth 1 ! -name haraka-node -exec rm -rf {} +
+mkdir -p "$work/sig-received" "$work/pf-received" "$work/haraka-received"
 start_sink "$work/sig-received"
 "$build/sigrelay" --listen 127.0.0.1:$relay_port --tenants examples/tenants.json \
   --tls-cert certs/relay.pem --tls-key certs/relay.key --quiet &
@@ -70,8 +79,16 @@ kill -TERM $sink_pid; wait $sink_pid || true
 pf=$work/postfix
 mkdir -p "$pf/etc" "$pf/spool" "$pf/filter"
 chmod 1777 "$pf/filter"
-sed 's/{{display_name}}/Jane Doe/; s/{{[^}]*}}//g; /{{[#^\/]/d' examples/fabrikam/default.txt > "$pf/disclaimer.txt"
-sed 's/{{display_name}}/Jane Doe/; s/{{[^}]*}}//g' examples/fabrikam/default.html > "$pf/disclaimer.html"
+# The static signature the other set-ups add: Jane Doe's, rendered by hand
+# (altermime and the Haraka plugin cannot render per-sender templates).
+render_static() {  # template
+  sed -e '/^{{[#^\/][a-z_]*}}$/d' \
+      -e 's/{{display_name}}/Jane Doe/g; s/{{title}}/Chief Executive Officer/g; s/{{department}}/Management/g' \
+      -e 's/{{phone}}/+1 425 555 0100/g; s/{{mobile}}/+1 425 555 0101/g; s/{{email}}/jane.doe@fabrikam.com/g' \
+      -e 's/{{[#^\/][a-z_]*}}//g' "$1"
+}
+render_static examples/fabrikam/default.txt > "$pf/disclaimer.txt"
+render_static examples/fabrikam/default.html > "$pf/disclaimer.html"
 cat > "$pf/filter.sh" <<FILTER
 #!/bin/sh
 # altermime content filter (the classic Postfix "simple filter" recipe).
@@ -126,4 +143,35 @@ postfix -c "$pf/etc" start >/dev/null 2>&1
 wait_port $postfix_port
 run "postfix 3.7 + altermime content filter" $postfix_port "$work/pf-received"
 postfix -c "$pf/etc" stop >/dev/null 2>&1 || true
+kill -TERM $sink_pid; wait $sink_pid || true
+
+# ---- Haraka -------------------------------------------------------------------
+# Haraka from npm (pinned) with bench/haraka: the tls plugin offers STARTTLS
+# with the relay's certificate, the relay plugin lets 127.0.0.0/8 relay,
+# plugins/signature.js adds the same static signature and header as altermime,
+# and queue/smtp_forward hands each message to the sink over STARTTLS with the
+# tenant's client certificate before Haraka answers 250 (no queue of its own).
+hk=$work/haraka
+haraka=$work/haraka-node/node_modules/.bin/haraka
+installed=$(node -p "require('$work/haraka-node/node_modules/Haraka/package.json').version" 2>/dev/null || true)
+if ! [ -x "$haraka" ] || [ "$installed" != "$haraka_version" ]; then
+  mkdir -p "$work/haraka-node"
+  [ -f "$work/haraka-node/package.json" ] || echo '{"private": true}' > "$work/haraka-node/package.json"
+  npm install --prefix "$work/haraka-node" --save-exact --no-audit --no-fund --loglevel=error "Haraka@$haraka_version" >/dev/null
+fi
+"$haraka" -i "$hk" >/dev/null  # Haraka's own skeleton (connection.ini etc.), then ours over it
+cp -r bench/haraka/. "$hk/"
+cp certs/relay.pem certs/relay.key certs/S5HG3DCG14.pem certs/S5HG3DCG14.key "$hk/config/"
+# Without dhparams.pem Haraka forks `openssl dhparam 2048`, which burns a core
+# during the run and outlives Haraka; the RFC 7919 group needs no generating.
+openssl genpkey -genparam -algorithm DH -pkeyopt group:ffdhe2048 -out "$hk/config/dhparams.pem"
+cp "$pf/disclaimer.txt" "$hk/config/signature.txt"
+cp "$pf/disclaimer.html" "$hk/config/signature.html"
+start_sink "$work/haraka-received"
+# NODE_EXTRA_CA_CERTS lets smtp_forward verify the sink's certificate.
+NODE_EXTRA_CA_CERTS=$root/certs/ca.pem "$haraka" -c "$hk" > "$hk/haraka.log" 2>&1 &
+haraka_pid=$!
+wait_port $haraka_port || { echo "haraka did not start (see $hk/haraka.log)"; kill -TERM $haraka_pid $sink_pid; exit 1; }
+run "haraka $haraka_version + smtp_forward" $haraka_port "$work/haraka-received"
+kill -TERM $haraka_pid; wait $haraka_pid || true
 kill -TERM $sink_pid; wait $sink_pid || true

@@ -186,7 +186,6 @@ public:
         size_out_ = out.size();
         sh_.stats_.bytes_out += out.size();
         lease_.data(std::move(out));
-        in_data_ = true;
     }
 
     void on_reset(inbound::session&) override { clear(); }
@@ -275,7 +274,6 @@ private:
         rcpts_.clear();
         accepted_.clear();
         message_.clear();
-        in_data_ = false;
         size_out_ = 0;
     }
 
@@ -293,7 +291,6 @@ private:
     std::string queue_id_, reason_;
     mime::outcome outcome_ = mime::outcome::stamped_only;
     std::size_t size_out_ = 0;
-    bool in_data_ = false;
     std::chrono::steady_clock::time_point started_{};
 };
 

@@ -490,3 +490,14 @@ TEST_CASE("received_header: format and sanitising") {
         for (unsigned char c : unfolded) CHECK((c >= 0x20 && c < 0x7f));
     }
 }
+
+TEST_CASE("header_value: first field, case-insensitive, unfolded, header block only") {
+    const std::string msg =
+        "From: a@b.c\r\nX-MS-Exchange-CrossTenant-Id:  3B2A\r\n\tCONT \r\n"
+        "x-ms-exchange-crosstenant-id: second\r\n\r\nX-Body: not a header\r\n";
+    CHECK(sigrelay::tenants::header_value(msg, "X-MS-Exchange-CrossTenant-Id") == "3B2A\tCONT");
+    CHECK(sigrelay::tenants::header_value(msg, "from") == "a@b.c");
+    CHECK(sigrelay::tenants::header_value(msg, "X-Body").empty());
+    CHECK(sigrelay::tenants::header_value(msg, "Subject").empty());
+    CHECK(sigrelay::tenants::header_value("Subject: lf only\nTo: x\n\n", "subject") == "lf only");
+}

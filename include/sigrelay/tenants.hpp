@@ -142,6 +142,11 @@ std::string marker_id(std::string_view sender);
 // (→ UTF-8); other charsets are kept as written. Empty when there is none.
 std::string message_subject(std::string_view message);
 
+// The value of the first header field named `field` (ASCII case-insensitive)
+// in the message's header block: unfolded, surrounding blanks trimmed, not
+// decoded. Empty when there is none.
+std::string header_value(std::string_view message, std::string_view field);
+
 // A Received: trace field (RFC 5321 §4.4, RFC 5322 §3.6.7):
 //   Received: from <helo> (<rdns> [<ip>])
 //   \tby <host> (sigrelay) with ESMTPS id <queue-id>

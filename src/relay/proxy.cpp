@@ -17,32 +17,6 @@ namespace {
 using text::iequals;
 
 
-// The value of the first header field `name` in the message's header block
-// (unfolded, trimmed); empty when absent.
-std::string header_value(std::string_view msg, std::string_view name) {
-    std::size_t pos = 0;
-    while (pos < msg.size()) {
-        std::size_t eol = msg.find("\r\n", pos);
-        if (eol == std::string_view::npos) eol = msg.size();
-        std::string_view line = msg.substr(pos, eol - pos);
-        if (line.empty()) break;  // end of the header block
-        if (line.size() > name.size() && line[name.size()] == ':' && iequals(line.substr(0, name.size()), name)) {
-            std::string v(line.substr(name.size() + 1));
-            std::size_t next = eol + 2;
-            while (next < msg.size() && (msg[next] == ' ' || msg[next] == '\t')) {
-                std::size_t e2 = msg.find("\r\n", next);
-                if (e2 == std::string_view::npos) e2 = msg.size();
-                v += msg.substr(next, e2 - next);
-                next = e2 + 2;
-            }
-            std::size_t b = v.find_first_not_of(" \t"), e = v.find_last_not_of(" \t");
-            return b == std::string::npos ? std::string() : v.substr(b, e - b + 1);
-        }
-        pos = eol + 2;
-    }
-    return {};
-}
-
 const char* outcome_name(mime::outcome o) {
     switch (o) {
         case mime::outcome::signed_message: return "signed";
@@ -150,7 +124,7 @@ public:
         }
         sh_.stats_.bytes_in += message_.size();
         if (!tenant_->require.tenant_guid.empty()) {
-            std::string guid = header_value(message_, "X-MS-Exchange-CrossTenant-Id");
+            std::string guid = tenants::header_value(message_, "X-MS-Exchange-CrossTenant-Id");
             if (!iequals(guid, tenant_->require.tenant_guid)) {
                 ++sh_.stats_.rejected_requirements;
                 s.log("tenant " + tenant_->id + ": X-MS-Exchange-CrossTenant-Id \"" + smtp::printable(guid) +

@@ -155,7 +155,7 @@ std::string decode_2047(std::string_view v) {
 
 }  // namespace
 
-std::string message_subject(std::string_view message) {
+std::string header_value(std::string_view message, std::string_view field) {
     if (message.size() > max_header_bytes) message = message.substr(0, max_header_bytes);
     std::size_t pos = 0;
     while (pos < message.size()) {
@@ -170,7 +170,7 @@ std::string message_subject(std::string_view message) {
             std::string_view name = line.substr(0, colon);
             while (!name.empty() && (name.back() == ' ' || name.back() == '\t'))
                 name.remove_suffix(1);
-            if (signature::iequals(name, "subject")) {
+            if (signature::iequals(name, field)) {
                 std::string value(line.substr(colon + 1));
                 // Continuation lines: unfolding removes only the line break.
                 while (next < message.size() && (message[next] == ' ' || message[next] == '\t')) {
@@ -184,12 +184,16 @@ std::string message_subject(std::string_view message) {
                 std::string_view v = value;
                 while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
                 while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-                return decode_2047(v);
+                return std::string(v);
             }
         }
         pos = next;
     }
     return {};
+}
+
+std::string message_subject(std::string_view message) {
+    return decode_2047(header_value(message, "subject"));
 }
 
 }  // namespace sigrelay::tenants

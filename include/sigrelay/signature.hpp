@@ -5,6 +5,7 @@
 #pragma once
 
 #include <sigrelay/result.hpp>
+#include <sigrelay/text.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -205,8 +206,8 @@ std::optional<std::size_t> first_match(std::span<const rule> rules, const messag
                                        const directory& d, user_id u);
 
 // ASCII helpers shared with the tenants module.
-std::string ascii_lower(std::string_view s);
-bool iequals(std::string_view a, std::string_view b) noexcept;
+inline std::string ascii_lower(std::string_view s) { return text::to_lower(s); }
+using text::iequals;
 bool icontains(std::string_view haystack, std::string_view needle) noexcept;
 // The domain of an address (after the last '@'), or "" when there is none.
 std::string_view domain_of(std::string_view address) noexcept;

@@ -1,28 +1,17 @@
 // Small ASCII helpers shared by the mime sources (not public).
 #pragma once
 
+#include <sigrelay/text.hpp>
+
 #include <cstddef>
 #include <string>
 #include <string_view>
 
 namespace sigrelay::mime {
 
-inline char ascii_lower(char c) noexcept {
-    return (c >= 'A' && c <= 'Z') ? char(c + 32) : c;
-}
-
-inline std::string to_lower(std::string_view s) {
-    std::string out(s);
-    for (auto& c : out) c = ascii_lower(c);
-    return out;
-}
-
-inline bool iequals(std::string_view a, std::string_view b) noexcept {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
-    return true;
-}
+using text::ascii_lower;
+using text::iequals;
+using text::to_lower;
 
 inline bool istarts_with(std::string_view s, std::string_view prefix) noexcept {
     return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);

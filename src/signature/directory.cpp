@@ -40,21 +40,6 @@ std::size_t count_lines(const char* from, const char* to) {
 
 }  // namespace
 
-std::string ascii_lower(std::string_view s) {
-    std::string out(s);
-    for (char& c : out) c = static_cast<char>(lower_table(static_cast<unsigned char>(c)));
-    return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        if (lower_table(static_cast<unsigned char>(a[i])) !=
-            lower_table(static_cast<unsigned char>(b[i])))
-            return false;
-    return true;
-}
-
 bool icontains(std::string_view haystack, std::string_view needle) noexcept {
     if (needle.empty()) return true;
     if (needle.size() > haystack.size()) return false;

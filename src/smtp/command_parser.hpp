@@ -4,6 +4,8 @@
 // session decides what is allowed when.
 #pragma once
 
+#include <sigrelay/text.hpp>
+
 #include <sigrelay/smtp.hpp>
 
 #include <cstdint>
@@ -37,7 +39,7 @@ struct command_line {
 };
 command_line split_command(std::string_view line) noexcept;
 
-bool iequals(std::string_view a, std::string_view b) noexcept;
+using text::iequals;
 // `s` starts with `prefix`, ignoring ASCII case.
 bool istarts_with(std::string_view s, std::string_view prefix) noexcept;
 

@@ -27,6 +27,7 @@ public:
     std::string take() { return std::move(out_); }
 
 private:
+    void line(std::string_view name, std::string_view labels, std::string_view value);
     std::string out_;
 };
 

@@ -15,7 +15,7 @@ void prometheus_text::family(std::string_view name, kind k, std::string_view hel
     out_ += k == kind::counter ? " counter\n" : " gauge\n";
 }
 
-void prometheus_text::sample(std::string_view name, std::string_view labels, std::uint64_t value) {
+void prometheus_text::line(std::string_view name, std::string_view labels, std::string_view value) {
     out_ += name;
     if (!labels.empty()) {
         out_ += '{';
@@ -23,22 +23,18 @@ void prometheus_text::sample(std::string_view name, std::string_view labels, std
         out_ += '}';
     }
     out_ += ' ';
-    out_ += std::to_string(value);
+    out_ += value;
     out_ += '\n';
+}
+
+void prometheus_text::sample(std::string_view name, std::string_view labels, std::uint64_t value) {
+    line(name, labels, std::to_string(value));
 }
 
 void prometheus_text::sample(std::string_view name, std::string_view labels, double value) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.17g", value);
-    out_ += name;
-    if (!labels.empty()) {
-        out_ += '{';
-        out_ += labels;
-        out_ += '}';
-    }
-    out_ += ' ';
-    out_ += buf;
-    out_ += '\n';
+    line(name, labels, buf);
 }
 
 }  // namespace sigrelay::observe

@@ -129,7 +129,6 @@ public:
                 ++sh_.stats_.rejected_requirements;
                 s.log("tenant " + tenant_->id + ": X-MS-Exchange-CrossTenant-Id \"" + smtp::printable(guid) +
                       "\" does not match; 550 5.7.1");
-                lease_.release(true);
                 clear();
                 s.answer({550, "5.7.1", "Message refused: it does not come from this tenant"});
                 return;
@@ -148,7 +147,6 @@ public:
             // Never relay what we could not process, never drop it: the
             // client keeps it and retries.
             s.log("queue " + queue_id_ + ": " + signed_msg.err().message + "; 451 4.3.0");
-            lease_.release(true);
             clear();
             s.answer({451, "4.3.0", "Could not process the message, try again later"});
             return;
@@ -173,8 +171,7 @@ public:
                 if (r.code >= 300) {
                     session_->log("tenant " + tenant_->id + ": smart host refused MAIL: " +
                                   std::to_string(r.code) + " " + smtp::printable(r.text));
-                    lease_.release(true);
-                    tenant_ = nullptr;
+                    clear();
                 }
                 session_->answer(r);
                 return;
@@ -207,7 +204,6 @@ private:
             ++st.smart_host_5xx;
         }
         if (sh_.opts_.log_messages) log_message(r);
-        lease_.release(true);
         inbound::session* s = session_;
         clear();
         s->answer(r);
@@ -237,6 +233,8 @@ private:
                       smtp::printable(first_line, 120) + "\"" + buf);
     }
 
+    // Ends the transaction on our side: a waiting acquire is dropped, the
+    // lease goes back to the pool (RSET first when it was mid-transaction).
     void clear() {
         if (ticket_ != 0) {
             sh_.pool_.cancel(ticket_);

@@ -469,5 +469,14 @@ def proxy_protocol_gives_the_real_client():
         assert "no PROXY protocol header" in s.relay.stderr()
 
 
+@case
+def blaster_counts_one_error_per_failed_connection():
+    r = subprocess.run([BLASTER, "--target", f"127.0.0.1:{free_port()}", "--connections", "3",
+                        "--messages", "3", "--json"], capture_output=True, text=True, timeout=30)
+    out = json.loads(r.stdout)
+    assert r.returncode != 0
+    assert out["errors"] == 3 and out["connections"] == 3 and out["accepted"] == 0, out
+
+
 if __name__ == "__main__":
     harness.run(5)

@@ -87,6 +87,9 @@ private:
     void next();
     void send_message();
     void finish_message(int code);
+    // One connection that fails counts as one error, however many of its
+    // callbacks (connect, TLS, session, close) see the failure.
+    void count_error();
 
     shard_ctx& sh_;
     unsigned slot_;
@@ -95,6 +98,7 @@ private:
     clock_type::time_point started_{};
     bool in_message_ = false;
     bool quitting_ = false;
+    bool failed_ = false;  // this connection's error is counted already
     int first_error_code_ = 0;
     unsigned rcpt_ok_ = 0;
     std::uint64_t on_this_connection_ = 0;
@@ -124,10 +128,17 @@ struct shard_ctx {
 
 blaster_connection::blaster_connection(shard_ctx& sh, unsigned slot) : sh_(sh), slot_(slot) {}
 
+void blaster_connection::count_error() {
+    if (failed_) return;
+    failed_ = true;
+    ++sh_.stats.errors;
+}
+
 void blaster_connection::start() {
     ++sh_.live;
     ++sh_.stats.connections;
     quitting_ = false;
+    failed_ = false;
     in_message_ = false;
     on_this_connection_ = 0;
     client_.emplace(sh_.client_cfg, *this);
@@ -141,14 +152,14 @@ void blaster_connection::start() {
 }
 
 void blaster_connection::on_connected(transport::stream&, int err) {
-    if (err < 0) ++sh_.stats.errors;
+    if (err < 0) count_error();
 }
 
 void blaster_connection::start_tls() {
     std::string name = sh_.opt->tls_name.empty() ? sh_.target.ip_string() : sh_.opt->tls_name;
     auto r = stream_->start_tls_client(*sh_.tls, sh_.opt->tls_name, name);
     if (!r) {
-        ++sh_.stats.errors;
+        count_error();
         stream_->abort();
     }
 }
@@ -229,7 +240,7 @@ void blaster_connection::finish_message(int code) {
 }
 
 void blaster_connection::on_failure(const smtp::reply& r) {
-    ++sh_.stats.errors;
+    count_error();
     if (in_message_) {
         in_message_ = false;
         ++sh_.stats.replies[r.code];
@@ -238,7 +249,7 @@ void blaster_connection::on_failure(const smtp::reply& r) {
 }
 
 void blaster_connection::on_closed(transport::stream&, int err, const std::string& tls_error) {
-    if (!tls_error.empty() || (err < 0 && !quitting_)) ++sh_.stats.errors;
+    if (!tls_error.empty() || (err < 0 && !quitting_)) count_error();
     if (in_message_) {
         in_message_ = false;
         ++sh_.stats.replies[0];  // lost: no reply

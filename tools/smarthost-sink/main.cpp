@@ -44,9 +44,10 @@ struct options {
 
 // Counters of one shard; summed after the shards have stopped.
 struct counters {
-    std::uint64_t connections = 0, tls_handshakes = 0, tls_failures = 0;  // from the listener
-    std::uint64_t messages = 0, accepted = 0, failed = 0, disconnects = 0;
-    std::uint64_t recipients = 0, bytes = 0, saved = 0, save_errors = 0;
+    // From the inbound listener (summed at exit): connections, TLS, messages, bytes.
+    std::uint64_t connections = 0, tls_handshakes = 0, tls_failures = 0, messages = 0, bytes = 0;
+    std::uint64_t accepted = 0, failed = 0, disconnects = 0;
+    std::uint64_t recipients = 0, saved = 0, save_errors = 0;
 };
 
 struct shard_state {
@@ -79,11 +80,9 @@ public:
         s.answer({250, "2.1.5", "Recipient OK"});
     }
     void on_content(inbound::session&, std::span<const char> bytes) override {
-        st_.count.bytes += bytes.size();
         if (!st_.opt->save_dir.empty()) message_.append(bytes.data(), bytes.size());
     }
     void on_message(inbound::session& s) override {
-        ++st_.count.messages;
         if (st_.roll(st_.opt->disconnect_rate)) {
             ++st_.count.disconnects;
             s.stream().abort();
@@ -294,9 +293,11 @@ int main(int argc, char** argv) {
         total.connections += st->listener->stats().connections;
         total.tls_handshakes += st->listener->stats().tls_handshakes;
         total.tls_failures += st->listener->stats().tls_failures;
-        total.messages += c.messages; total.accepted += c.accepted;
+        total.messages += st->listener->stats().messages;
+        total.bytes += st->listener->stats().content_bytes;
+        total.accepted += c.accepted;
         total.failed += c.failed; total.disconnects += c.disconnects; total.recipients += c.recipients;
-        total.bytes += c.bytes; total.saved += c.saved; total.save_errors += c.save_errors;
+        total.saved += c.saved; total.save_errors += c.save_errors;
     }
     if (o.json) std::printf("%s\n", json_counters(total, secs).c_str());
     else if (!o.quiet)

@@ -178,6 +178,10 @@ private:
     // Admission with the client's address known (from the socket, or from
     // the PROXY header).
     runtime::connection_handler* admit_as(runtime::connection& c, const runtime::socket_address& peer);
+    // Counts, logs and answers a refused connection (then closes it).
+    runtime::connection_handler* refuse_with(runtime::connection& c, const runtime::socket_address& peer,
+                                             std::uint64_t& counter, std::string_view why, const smtp::reply& r);
+    void log_refusal(runtime::connection& c, const runtime::socket_address& peer, std::string_view what) const;
 
     const server_options& opts_;
     ip_table& ips_;

@@ -2,6 +2,7 @@
 #include <sigrelay/inbound.hpp>
 #include <sigrelay/proxy_protocol.hpp>
 
+#include <algorithm>
 #include <cstdio>
 
 namespace sigrelay::inbound {
@@ -61,9 +62,7 @@ private:
     void fail(runtime::connection& c, const std::string& why) {
         done_ = true;
         ++l_.stats_.proxy_errors;
-        if (!l_.opts_.quiet)
-            std::fprintf(stderr, "%s[%u] dropped %s: %s\n", l_.opts_.log_prefix.c_str(), c.owner().shard(),
-                         c.peer().to_string().c_str(), why.c_str());
+        l_.log_refusal(c, c.peer(), "dropped: " + why);
         c.abort();
     }
 
@@ -77,41 +76,35 @@ runtime::connection_handler* listener::admit(runtime::connection& c) {
     return admit_as(c, c.peer());
 }
 
+void listener::log_refusal(runtime::connection& c, const runtime::socket_address& peer,
+                           std::string_view what) const {
+    if (opts_.quiet) return;
+    std::fprintf(stderr, "%s[%u] %s: %.*s\n", opts_.log_prefix.c_str(), c.owner().shard(),
+                 peer.to_string().c_str(), static_cast<int>(what.size()), what.data());
+}
+
+runtime::connection_handler* listener::refuse_with(runtime::connection& c, const runtime::socket_address& peer,
+                                                   std::uint64_t& counter, std::string_view why,
+                                                   const smtp::reply& r) {
+    ++counter;
+    log_refusal(c, peer, "refused: " + std::string(why));
+    refuse(c, r);
+    return nullptr;
+}
+
 runtime::connection_handler* listener::admit_as(runtime::connection& c, const runtime::socket_address& peer) {
-    if (!opts_.allow.empty()) {
-        bool allowed = false;
-        for (const auto& range : opts_.allow) {
-            if (range.contains(peer)) {
-                allowed = true;
-                break;
-            }
-        }
-        if (!allowed) {
-            ++stats_.refused_allowlist;
-            if (!opts_.quiet)
-                std::fprintf(stderr, "%s[%u] refused %s: not in --allow-cidr\n", opts_.log_prefix.c_str(),
-                             c.owner().shard(), peer.to_string().c_str());
-            refuse(c, {554, "5.7.1", "Access denied: " + peer.ip_string() + " is not an allowed client"});
-            return nullptr;
-        }
-    }
-    if (opts_.max_connections != 0 && active_ >= opts_.max_connections) {
-        ++stats_.refused_limits;
-        if (!opts_.quiet)
-            std::fprintf(stderr, "%s[%u] refused %s: --max-connections %u reached\n", opts_.log_prefix.c_str(),
-                         c.owner().shard(), peer.to_string().c_str(), opts_.max_connections);
-        refuse(c, {421, "4.7.0", "Too many connections, try again later"});
-        return nullptr;
-    }
-    if (!ips_.try_acquire(peer, opts_.max_connections_per_ip)) {
-        ++stats_.refused_limits;
-        if (!opts_.quiet)
-            std::fprintf(stderr, "%s[%u] refused %s: --max-connections-per-ip %u reached\n",
-                         opts_.log_prefix.c_str(), c.owner().shard(), peer.to_string().c_str(),
-                         opts_.max_connections_per_ip);
-        refuse(c, {421, "4.7.0", "Too many connections from " + peer.ip_string() + ", try again later"});
-        return nullptr;
-    }
+    if (!opts_.allow.empty() &&
+        std::none_of(opts_.allow.begin(), opts_.allow.end(), [&](const runtime::cidr& r) { return r.contains(peer); }))
+        return refuse_with(c, peer, stats_.refused_allowlist, "not in --allow-cidr",
+                           {554, "5.7.1", "Access denied: " + peer.ip_string() + " is not an allowed client"});
+    if (opts_.max_connections != 0 && active_ >= opts_.max_connections)
+        return refuse_with(c, peer, stats_.refused_limits,
+                           "--max-connections " + std::to_string(opts_.max_connections) + " reached",
+                           {421, "4.7.0", "Too many connections, try again later"});
+    if (!ips_.try_acquire(peer, opts_.max_connections_per_ip))
+        return refuse_with(c, peer, stats_.refused_limits,
+                           "--max-connections-per-ip " + std::to_string(opts_.max_connections_per_ip) + " reached",
+                           {421, "4.7.0", "Too many connections from " + peer.ip_string() + ", try again later"});
     ++active_;
     ++stats_.connections;
     auto* s = new session(*this, c, peer);

@@ -5,7 +5,8 @@ line "N passed, N failed".
 A doctest program reports "[doctest] test cases: T | P passed | F failed";
 a Python test prints "N passed, N failed" as its last such line. A program
 that printed neither (it crashed, or it is a single check) counts as one
-case, passed or failed by its exit status."""
+case, passed or failed by its exit status. A skipped program (exit 77)
+counts as neither: its reason is printed, and it never adds a pass."""
 import json
 import re
 import sys
@@ -16,7 +17,9 @@ PLAIN = re.compile(r"^(?:\w+: )?(\d+) passed, (\d+) failed", re.M)
 
 def count_test(entry):
     out = (entry.get("stdout") or "") + "\n" + (entry.get("stderr") or "")
-    ok = entry.get("result") in ("OK", "EXPECTEDFAIL", "SKIP")
+    if entry.get("result") == "SKIP":
+        return 0, 0
+    ok = entry.get("result") in ("OK", "EXPECTEDFAIL")
     m = DOCTEST.findall(out)
     if m:
         _, p, f = map(int, m[-1])
@@ -54,6 +57,9 @@ def main(paths):
         for line in lines:
             entry = json.loads(line)
             p, f = count_test(entry)
+            if entry.get("result") == "SKIP":
+                why = (entry.get("stdout") or "").strip().splitlines()
+                print(f"SKIPPED: {entry.get('name')}: {why[-1] if why else 'no reason given'}")
             passed += p
             failed += f
             if f:

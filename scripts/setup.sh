@@ -1,20 +1,40 @@
 #!/usr/bin/env bash
-# Installs every Debian package sigrelay needs to build, test and benchmark.
-# Idempotent; nothing is fetched from anywhere but Debian's archive.
+# Installs every Debian package sigrelay needs to build, test, benchmark
+# (bench/e2e.sh --quick) and run the quickstart. Each package is named here
+# on purpose: apt runs with --no-install-recommends, so nothing arrives only
+# because another package happens to recommend it. Idempotent; prints what
+# it installs; nothing is fetched from anywhere but Debian's archive.
 set -euo pipefail
-packages=(
-  build-essential g++ clang libclang-rt-14-dev meson ninja-build pkg-config
+
+build=(
+  build-essential g++ dpkg-dev meson ninja-build pkg-config
   liburing-dev android-libboringssl-dev libsimdjson-dev libjemalloc-dev
   libbenchmark-dev doctest-dev
-  openssl python3 swaks ca-certificates
 )
+fuzz=(clang libclang-rt-14-dev)  # libFuzzer and the sanitizer runtimes for clang
+tests=(
+  openssl ca-certificates python3
+  # swaks speaks STARTTLS only through these two Perl modules, which it
+  # merely recommends.
+  swaks libnet-ssleay-perl libio-socket-ssl-perl
+)
+scripts=(procps coreutils mawk sed findutils hostname)  # ps/kill, timeout, awk in the scripts
+
+packages=("${build[@]}" "${fuzz[@]}" "${tests[@]}" "${scripts[@]}")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  echo "setup: installed ${missing[*]}"
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
 fi
+echo "setup: installing ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "setup: run as root, or install sudo" >&2; exit 1; }
+  sudo="sudo"
+fi
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: installed ${#missing[@]} packages"

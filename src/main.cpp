@@ -25,7 +25,7 @@ namespace {
 using namespace sigrelay;
 using namespace std::chrono_literals;
 
-// Exchange Online's sending ranges (DESIGN §5) plus loopback.
+// Exchange Online's sending ranges (docs/behaviour.md, SMTP server rules) plus loopback.
 const char* const default_allow[] = {"127.0.0.0/8",    "::1/128",           "40.92.0.0/15",
                                      "40.107.0.0/16",  "52.100.0.0/14",     "104.47.0.0/17",
                                      "2a01:111:f400::/48", "2a01:111:f403::/48"};
@@ -66,7 +66,7 @@ struct shard_state {
 };
 
 // What /metrics exposes, one row per family; each shard's values are read on
-// that shard's own thread (DESIGN §4: no shared counters, no locks).
+// that shard's own thread (shards share no counters and take no locks).
 struct metric {
     const char* name;
     observe::prometheus_text::kind kind;
@@ -171,11 +171,11 @@ int main(int argc, char** argv) {
     o.server.max_connections = 10000;
     cli::parser p("sigrelay",
                   "SMTP relay that adds each sender's email signature for Exchange Online tenants\n"
-                  "and hands the message back to the tenant's smart host (DESIGN.md).");
+                  "and hands the message back to the tenant's smart host. Reference: docs/configuration.md.");
     p.add("--listen", &o.listen, "HOST:PORT to accept mail on (default 0.0.0.0:25)");
     p.add("--tls-cert", &o.tls_cert, "certificate chain (PEM) with the relay's public name, for STARTTLS");
     p.add("--tls-key", &o.tls_key, "private key (PEM) for --tls-cert");
-    p.add("--tenants", &o.tenants, "tenants file (JSON, DESIGN §6); SIGHUP reloads it");
+    p.add("--tenants", &o.tenants, "tenants file (JSON, docs/configuration.md); SIGHUP reloads it");
     p.add("--hostname", &o.hostname, "name in the greeting and Received: (default: the host name)");
     p.add("--threads", &o.threads, "shards, one per core (default: online CPUs)");
     p.add("--drain-timeout", &o.drain_timeout, "seconds to let transactions finish on SIGTERM (default 30)");
@@ -187,10 +187,10 @@ int main(int argc, char** argv) {
     p.add("--connect-timeout", &o.connect_timeout, "seconds to reach a smart host (default 10)");
     p.add("--log-format", &o.log_format, "text|json (default text)");
     p.add_bool("--quiet", &o.quiet, "no per-connection log lines");
-    p.add("--spool-dir", &o.spool_dir, "spool mode (DESIGN §2): not implemented yet");
+    p.add("--spool-dir", &o.spool_dir, "spool mode (docs/behaviour.md, Delivery): not implemented yet");
     p.add("--metrics-listen", &o.metrics_listen, "HOST:PORT serving Prometheus /metrics and /healthz");
     p.add_bool("--proxy-protocol", &o.proxy_protocol,
-               "expect a PROXY v1/v2 header from a load balancer before SMTP (DESIGN §11)");
+               "expect a PROXY v1/v2 header from a load balancer before SMTP (docs/behaviour.md, Several hosts)");
     if (auto r = p.parse(argc, argv); !r) return fail(64, r.err().message);
     if (p.help_requested()) {
         std::fputs(p.help().c_str(), stdout);
@@ -276,7 +276,7 @@ int main(int argc, char** argv) {
                      current->all().size(), current->all().size() == 1 ? "" : "s", o.tenants.c_str());
 
     int rc = group.run_until_signal([&] {
-        // SIGHUP: a bad file keeps the previous snapshot serving (DESIGN §6).
+        // SIGHUP: a bad file keeps the previous snapshot serving (docs/configuration.md).
         auto next = tenants::snapshot::load(o.tenants);
         if (!next) {
             std::fprintf(stderr, "sigrelay: reload refused, keeping the previous tenants: %s\n",

@@ -1,4 +1,4 @@
-// DESIGN §3: BoringSSL, never OpenSSL's headers or libraries, must be what we link.
+// BoringSSL, never OpenSSL's headers or libraries, must be what we link (README, dependencies).
 #include <doctest/doctest.h>
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>

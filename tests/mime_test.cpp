@@ -1,5 +1,5 @@
-// Signature injection (DESIGN §7): bodies, encodings, charsets, placement,
-// stamp-only cases, loop guards, malformed input and the slice output.
+// Signature injection (docs/behaviour.md, Signature injection): bodies, encodings, charsets,
+// placement, stamp-only cases, loop guards, malformed input and the slice output.
 #include <sigrelay/mime.hpp>
 #include <sigrelay/mime/charset.hpp>
 #include <sigrelay/mime/codec.hpp>

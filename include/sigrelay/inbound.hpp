@@ -30,7 +30,7 @@ struct server_options {
     std::chrono::milliseconds data_timeout{600'000};
     std::uint64_t min_data_rate = 0;  // bytes/s while reading content; 0: off
     std::chrono::milliseconds rate_window{10'000};  // how often the rate is checked
-    bool proxy_protocol = false;  // a PROXY v1/v2 header precedes the SMTP stream (DESIGN §11)
+    bool proxy_protocol = false;  // a PROXY v1/v2 header precedes the SMTP stream (docs/behaviour.md, Several hosts)
     std::string log_prefix = "sigrelay";
     bool quiet = false;
 };

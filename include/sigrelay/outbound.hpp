@@ -1,9 +1,8 @@
-// Outbound leg of the transaction proxy (DESIGN §2, §8): per-shard pools of
-// SMTP client connections to tenants' smart hosts, over STARTTLS with the
-// tenant's client certificate. An inbound transaction leases one connection
-// from MAIL FROM on; every reply it relays is the smart host's own, and every
-// failure of ours (connect, TLS, timeout, lost connection) is a 4yz, so a 250
-// is only ever the smart host's.
+// Outbound leg of the transaction proxy (docs/behaviour.md, Delivery and Outbound): per-shard pools
+// of SMTP client connections to tenants' smart hosts, over STARTTLS with the tenant's client
+// certificate. An inbound transaction leases one connection from MAIL FROM on; every reply it
+// relays is the smart host's own, and every failure of ours (connect, TLS, timeout, lost
+// connection) is a 4yz, so a 250 is only ever the smart host's.
 #pragma once
 
 #include <sigrelay/runtime.hpp>

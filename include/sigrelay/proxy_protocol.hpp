@@ -1,6 +1,6 @@
 // The PROXY protocol header (HAProxy's spec, versions 1 and 2) that an L4
 // load balancer puts in front of the SMTP stream, so that the allow-list,
-// per-IP limits and logs see the real client (DESIGN §11). Sans-I/O.
+// per-IP limits and logs see the real client (docs/behaviour.md, Several hosts). Sans-I/O.
 #pragma once
 
 #include <sigrelay/runtime.hpp>

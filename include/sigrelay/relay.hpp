@@ -1,5 +1,5 @@
 // The relay's transaction proxy, which binds an inbound transaction to a
-// pooled outbound connection (DESIGN §2) and signs each message on the way
+// pooled outbound connection (docs/behaviour.md, Delivery) and signs each message on the way
 // (sigrelay/signing.hpp).
 #pragma once
 

@@ -1,5 +1,5 @@
 // Signatures: the template compiler and renderer, the user directory (NDJSON)
-// and the rules that pick a template for a message (DESIGN §6).
+// and the rules that pick a template for a message (docs/configuration.md).
 // Loading may allocate freely; rendering and lookups are the hot path and
 // report nothing but values.
 #pragma once
@@ -178,7 +178,7 @@ std::optional<date> parse_date(std::string_view s) noexcept;
 
 enum class recipients_scope { any, internal, external };
 
-// One rule of a tenant (DESIGN §6). Every condition present must hold.
+// One rule of a tenant (docs/configuration.md). Every condition present must hold.
 struct rule {
     // Directory attribute == value, exact but ASCII case-insensitive.
     std::vector<std::pair<std::string, std::string>> attributes;
@@ -194,7 +194,7 @@ struct rule {
 struct message_facts {
     std::string_view sender;  // envelope sender address
     // internal: every recipient in the tenant's domains; external: at least
-    // one outside (DESIGN §6).
+    // one outside (docs/configuration.md).
     recipients_scope recipients = recipients_scope::internal;
     std::string_view subject;  // decoded, UTF-8
     date today{};

@@ -1,7 +1,7 @@
-// Tenants: the tenants file (DESIGN §6) loaded into an immutable snapshot
+// Tenants: the tenants file (docs/configuration.md) loaded into an immutable snapshot
 // (templates compiled, directories loaded), tenant resolution (XOORG or the
-// sender's domain, DESIGN §5), the signature decision for one message, and
-// the small header helpers the relay and sigrelay-inject share.
+// sender's domain; docs/behaviour.md, Tenants and trust), the signature decision for one message,
+// and the small header helpers the relay and sigrelay-inject share.
 #pragma once
 
 #include <sigrelay/mime.hpp>
@@ -36,8 +36,8 @@ struct template_set {
     mime::placement where = mime::placement::bottom;
 };
 
-// What a tenant demands of the inbound session beyond its domain (DESIGN §5);
-// empty = not required.
+// What a tenant demands of the inbound session beyond its domain (docs/behaviour.md, Tenants and
+// trust); empty = not required.
 struct requirements {
     std::string sni;          // TLS SNI the client used (case-insensitive)
     std::string tenant_guid;  // X-MS-Exchange-CrossTenant-Id (case-insensitive)
@@ -94,9 +94,9 @@ public:
     const tenant* find_by_xoorg(std::string_view xoorg) const noexcept {
         return find_by_domain(xoorg);
     }
-    // DESIGN §5: XOORG when present (authoritative: an unknown XOORG is no
-    // tenant, never a fall-back to the sender), else the sender's domain. The
-    // null sender without XOORG belongs to no tenant.
+    // Tenants and trust (docs/behaviour.md): XOORG when present (authoritative: an unknown XOORG is
+    // no tenant, never a fall-back to the sender), else the sender's domain. The null sender
+    // without XOORG belongs to no tenant.
     const tenant* resolve(std::string_view xoorg, std::string_view sender) const noexcept;
 
 private:

@@ -41,7 +41,7 @@ struct client_options {
 // An SSL_CTX with our policy: TLS 1.2 and 1.3 only. Shared by every engine of
 // one shard (contexts are created per shard: no cross-thread sharing). Client
 // contexts remember the newest resumable session per (verify name, SNI) and
-// offer it on the next engine::client() for that pair (DESIGN §8).
+// offer it on the next engine::client() for that pair (docs/behaviour.md, Outbound).
 class context {
 public:
     static result<context> server(const server_options& opts);

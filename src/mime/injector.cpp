@@ -1,6 +1,6 @@
-// The signature injector (DESIGN §7): scans the message, decides whether it
-// is signed or only stamped, and emits the output as slices of the input plus
-// new fragments (Received:, processed header, re-encoded signed bodies).
+// The signature injector (docs/behaviour.md, Signature injection): scans the message, decides
+// whether it is signed or only stamped, and emits the output as slices of the input plus new
+// fragments (Received:, processed header, re-encoded signed bodies).
 //
 // Decisions documented here:
 // - Unknown Content-Transfer-Encoding (e.g. "8bits"): RFC 2049 §2 item 6 says
@@ -83,7 +83,7 @@ cte_kind classify(std::string_view cte) {
     return cte_kind::unknown;
 }
 
-// A header value we write: no CR, LF or NUL (DESIGN §5).
+// A header value we write: no CR, LF or NUL (docs/behaviour.md, SMTP server rules).
 std::string sanitize_value(std::string_view v) {
     std::string out(v);
     for (auto& c : out)
@@ -231,8 +231,8 @@ private:
         return p.type == "text" && (p.subtype == "plain" || p.subtype == "html");
     }
 
-    // DESIGN §7: every text alternative of multipart/alternative; the first
-    // (root) body part of any other multipart; never attachments.
+    // docs/behaviour.md, Signature injection: every text alternative of multipart/alternative; the
+    // first (root) body part of any other multipart; never attachments.
     void select(std::size_t i, std::vector<int>& out) const {
         const part& p = at(i);
         if (p.disposition == "attachment") return;

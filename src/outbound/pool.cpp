@@ -1,7 +1,7 @@
 // Per-shard pools of SMTP client connections to smart hosts: connection set-up
 // (greeting, EHLO, STARTTLS, EHLO), leases bound to one transaction, reuse with
 // RSET between transactions, retirement, and the mapping of every failure of
-// ours to a 4yz reply (DESIGN §2, §8).
+// ours to a 4yz reply (docs/behaviour.md, Delivery and Outbound).
 #include <sigrelay/outbound.hpp>
 #include <sigrelay/transport.hpp>
 
@@ -34,7 +34,7 @@ bool same_address(const runtime::socket_address& a, const runtime::socket_addres
 }
 
 // A reply of the smart host that ended the set-up, as the client's answer to
-// MAIL FROM: 5yz stays 5yz (DESIGN §2); 421 concerns our connection, not the
+// MAIL FROM: 5yz stays 5yz (docs/behaviour.md, Delivery); 421 concerns our connection, not the
 // client's, so it becomes 451.
 smtp::reply setup_reply(const smtp::reply& r) {
     smtp::reply out = r;

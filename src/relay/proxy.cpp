@@ -1,4 +1,4 @@
-// The transaction proxy (DESIGN §2): an inbound transaction is bound to a
+// The transaction proxy (docs/behaviour.md, Delivery): an inbound transaction is bound to a
 // pooled outbound connection from MAIL FROM on; every reply the client gets
 // for MAIL, RCPT and the message is the smart host's (or a 4yz of ours when
 // the smart host cannot be reached), so nothing is ever acknowledged that
@@ -81,7 +81,7 @@ public:
         params_.clear();
         if (cmd.body_8bitmime) params_ = "BODY=8BITMIME";
         if (cmd.smtputf8) params_ += params_.empty() ? "SMTPUTF8" : " SMTPUTF8";
-        // SIZE is not forwarded: the signature adds bytes (DESIGN §5).
+        // SIZE is not forwarded: the signature adds bytes (docs/behaviour.md, SMTP server rules).
         started_ = std::chrono::steady_clock::now();
         ++sh_.stats_.transactions;
         std::weak_ptr<void> alive = s.alive();
@@ -108,7 +108,7 @@ public:
             return;
         }
         // Recipients are relayed exactly as given, and only to the tenant's
-        // own smart host (DESIGN §5: no rewriting, no open relay).
+        // own smart host (docs/behaviour.md, SMTP server rules: no rewriting, no open relay).
         rcpts_.push_back(cmd.forward_path);
         lease_.rcpt(cmd.forward_path);
     }

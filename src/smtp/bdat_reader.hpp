@@ -12,7 +12,7 @@ namespace sigrelay::smtp::detail {
 class bdat_reader {
 public:
     // Starts a chunk of `size` octets; `deliver` false when the chunk is
-    // refused and its bytes are only consumed (RFC 3030 §2 / DESIGN §5).
+    // refused and its bytes are only consumed (RFC 3030 §2 / docs/behaviour.md, SMTP server rules).
     void start(std::uint64_t size, bool last, bool deliver) noexcept {
         remaining_ = size;
         size_ = size;

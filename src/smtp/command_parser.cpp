@@ -236,7 +236,7 @@ parsed<path> parse_path(std::string_view s, path_kind kind) noexcept {
     }
     // A-d-l = At-domain *( "," At-domain ) ":" — a source route. RFC 5321
     // §4.1.1.3 says servers SHOULD ignore it; we keep it verbatim because
-    // recipients are never rewritten (DESIGN §5): the tenant's own smart
+    // recipients are never rewritten (docs/behaviour.md, SMTP server rules): the tenant's own smart
     // host decides what it means.
     if (c.peek() == '@') {
         do {

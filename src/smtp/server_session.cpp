@@ -250,8 +250,8 @@ struct server_session::impl {
         }
     }
 
-    // Content is counted as it arrives (DESIGN §5: checked while reading);
-    // past the limit nothing more is passed on, the rest is only consumed.
+    // Content is counted as it arrives (docs/behaviour.md, SMTP server rules: checked while
+    // reading); past the limit nothing more is passed on, the rest is only consumed.
     void deliver(std::string_view bytes) {
         if (bytes.empty() || size_exceeded_) return;
         if (bytes.size() > cfg.max_message_size - msg_size_) {
@@ -272,7 +272,7 @@ struct server_session::impl {
         enter(phase::command);
         switch (data.error()) {
             case detail::data_error::bare_newline:
-                // DESIGN §5 --bare-newline reject; RFC 5321 §2.3.8.
+                // docs/behaviour.md, SMTP server rules --bare-newline reject; RFC 5321 §2.3.8.
                 ev.on_log("bare CR or LF in message content, rejected");
                 say(550, "5.6.0", "Error: bare CR or LF in message content");
                 end_txn(true);
@@ -352,7 +352,7 @@ struct server_session::impl {
     void do_mail(std::string_view args) {
         if (!helo_seen_) return error(503, "5.5.1", "Error: send HELO/EHLO first");
         if (in_txn_) return error(503, "5.5.1", "Error: nested MAIL command");
-        // DESIGN §5 --require-tls; RFC 3207 §4 (530 5.7.0).
+        // docs/behaviour.md, SMTP server rules --require-tls; RFC 3207 §4 (530 5.7.0).
         if (cfg.require_tls && !tls_active_)
             return error(530, "5.7.0", "Must issue a STARTTLS command first");
         auto p = detail::parse_mail(args, cfg.advertise_xoorg);
@@ -415,7 +415,7 @@ struct server_session::impl {
         const auto p = detail::parse_bdat(args);
         if (!p) {
             // Without a size we cannot know where the chunk ends: anything we
-            // read next could be chunk bytes, so stop (DESIGN §5).
+            // read next could be chunk bytes, so stop (docs/behaviour.md, SMTP server rules).
             log_peer("bad BDAT", args);
             say(p.err.code, p.err.enhanced, p.err.text);
             close();
@@ -434,10 +434,12 @@ struct server_session::impl {
         } else if (size == 0 && !last) {
             // RFC 3030 §2 only gives a zero-length chunk a meaning as the
             // final one ("BDAT 0 LAST"); an empty non-final chunk is a
-            // sequence error (503, DESIGN §5). Nothing follows it to consume.
+            // sequence error (503, docs/behaviour.md, SMTP server rules). Nothing follows it to
+            // consume.
             refused = {503, "5.5.1", "Error: BDAT 0 needs LAST"};
         } else if (size > cfg.max_message_size - msg_size_) {
-            // DESIGN §5: checked against the declared chunk before reading.
+            // docs/behaviour.md, SMTP server rules: checked against the declared chunk before
+            // reading.
             refused = {552, "5.3.4", "Error: message size exceeds fixed maximum message size"};
             counts = false;
         } else {

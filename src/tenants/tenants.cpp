@@ -1,4 +1,4 @@
-// The tenants file (DESIGN §6) → an immutable snapshot: every field checked,
+// The tenants file (docs/configuration.md) → an immutable snapshot: every field checked,
 // with errors naming file, line and field; templates compiled; directories
 // loaded. Also tenant resolution and the per-message signature decision.
 #include <sigrelay/tenants.hpp>

@@ -121,7 +121,7 @@ result<ctx_ptr> new_ctx() {
     ERR_clear_error();
     ctx_ptr ctx(SSL_CTX_new(TLS_method()));
     if (!ctx) return make_error("tls: SSL_CTX_new: " + take_errors("out of memory"));
-    // DESIGN §5 and §8: TLS 1.2+ on both sides.
+    // docs/behaviour.md (SMTP server rules, Outbound): TLS 1.2+ on both sides.
     if (!SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION) ||
         !SSL_CTX_set_max_proto_version(ctx.get(), TLS1_3_VERSION))
         return make_error("tls: cannot set protocol versions: " + take_errors("unknown error"));
@@ -206,7 +206,7 @@ result<context> context::client(const client_options& opts) {
     } else if (!opts.key_file.empty()) {
         return make_error("tls: client key file " + opts.key_file + " given without a certificate");
     }
-    // Resumption for new outbound connections (DESIGN §8): our own cache,
+    // Resumption for new outbound connections (docs/behaviour.md, Outbound): our own cache,
     // keyed by server name, filled from the new-session callback.
     SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
     SSL_CTX_sess_set_new_cb(ctx.get(), detail::on_new_session);

@@ -1,4 +1,4 @@
-// sigrelay-inject (DESIGN §9): runs one message through the relay's path —
+// sigrelay-inject (docs/configuration.md): runs one message through the relay's path —
 // tenant resolution, rules, rendering, injection, headers — and prints the
 // result, so administrators can preview signatures. --check validates only.
 #include <sigrelay/mime.hpp>

@@ -1,6 +1,6 @@
 // Where a signature goes in a decoded body, and whether a body already holds
-// one (DESIGN §7). All searches are ASCII case-insensitive over bytes in the
-// part's own charset; callers convert tenant markers to that charset first.
+// one (docs/behaviour.md, Signature injection). All searches are ASCII case-insensitive over bytes
+// in the part's own charset; callers convert tenant markers to that charset first.
 #pragma once
 
 #include <cstddef>

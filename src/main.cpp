@@ -45,6 +45,7 @@ struct options {
     bool quiet = false;
     std::string spool_dir, metrics_listen;
     bool proxy_protocol = false;
+    std::vector<std::string> proxy_trusted;
 };
 
 std::string host_name() {
@@ -82,6 +83,11 @@ const metric metrics_table[] = {
      [](const shard_state& s) { return s.listener->stats().refused_allowlist; }},
     {"sigrelay_connections_refused_limits_total", K::counter, "Connections refused by connection limits.",
      [](const shard_state& s) { return s.listener->stats().refused_limits; }},
+    {"sigrelay_connections_refused_proxy_untrusted_total", K::counter,
+     "Connections refused: --proxy-protocol is on and the peer is not in --proxy-trusted.",
+     [](const shard_state& s) { return s.listener->stats().proxy_untrusted; }},
+    {"sigrelay_proxy_header_errors_total", K::counter, "Connections dropped for a bad or missing PROXY header.",
+     [](const shard_state& s) { return s.listener->stats().proxy_errors; }},
     {"sigrelay_connections_active", K::gauge, "Inbound connections open now.",
      [](const shard_state& s) { return std::uint64_t{s.listener->active()}; }},
     {"sigrelay_tls_handshakes_total", K::counter, "Inbound TLS handshakes completed.",
@@ -190,7 +196,9 @@ int main(int argc, char** argv) {
     p.add("--spool-dir", &o.spool_dir, "spool mode (docs/behaviour.md, Delivery): not implemented yet");
     p.add("--metrics-listen", &o.metrics_listen, "HOST:PORT serving Prometheus /metrics and /healthz");
     p.add_bool("--proxy-protocol", &o.proxy_protocol,
-               "expect a PROXY v1/v2 header from a load balancer before SMTP (docs/behaviour.md, Several hosts)");
+               "expect a PROXY v1/v2 header from a load balancer before SMTP; needs --proxy-trusted");
+    p.add("--proxy-trusted", &o.proxy_trusted,
+          "balancer CIDR whose PROXY header is believed (repeatable; others: 554 5.7.1)");
     if (auto r = p.parse(argc, argv); !r) return fail(64, r.err().message);
     if (p.help_requested()) {
         std::fputs(p.help().c_str(), stdout);
@@ -223,6 +231,15 @@ int main(int argc, char** argv) {
     io.smtp.advertise_xoorg = true;
     if (auto r = o.server.apply(io); !r) return fail(64, r.err().message);
     io.proxy_protocol = o.proxy_protocol;
+    if (o.proxy_protocol && o.proxy_trusted.empty())
+        return fail(64, "--proxy-protocol needs --proxy-trusted CIDR: the load balancers allowed to name the client");
+    if (!o.proxy_protocol && !o.proxy_trusted.empty())
+        return fail(64, "--proxy-trusted is only used with --proxy-protocol");
+    for (const auto& c : o.proxy_trusted) {
+        auto range = runtime::cidr::parse(c);
+        if (!range) return fail(64, "--proxy-trusted " + c + ": " + range.err().message);
+        io.proxy_trusted.push_back(*range);
+    }
     io.log_prefix = "sigrelay";
     io.quiet = o.quiet;
 

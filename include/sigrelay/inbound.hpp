@@ -30,7 +30,11 @@ struct server_options {
     std::chrono::milliseconds data_timeout{600'000};
     std::uint64_t min_data_rate = 0;  // bytes/s while reading content; 0: off
     std::chrono::milliseconds rate_window{10'000};  // how often the rate is checked
-    bool proxy_protocol = false;  // a PROXY v1/v2 header precedes the SMTP stream (docs/behaviour.md, Several hosts)
+    // A PROXY v1/v2 header precedes the SMTP stream, from a balancer in
+    // `proxy_trusted` only; any other peer is refused before it can claim an
+    // address (docs/behaviour.md, Several hosts).
+    bool proxy_protocol = false;
+    std::vector<runtime::cidr> proxy_trusted;
     std::string log_prefix = "sigrelay";
     bool quiet = false;
 };
@@ -73,7 +77,8 @@ struct counters {
     std::uint64_t connections = 0, refused_allowlist = 0, refused_limits = 0;
     std::uint64_t tls_handshakes = 0, tls_failures = 0, timeouts = 0;
     std::uint64_t messages = 0, content_bytes = 0;
-    std::uint64_t proxy_errors = 0;  // bad or missing PROXY headers
+    std::uint64_t proxy_errors = 0;     // bad or missing PROXY headers
+    std::uint64_t proxy_untrusted = 0;  // refused: not a --proxy-trusted balancer
 };
 
 class session;

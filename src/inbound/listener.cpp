@@ -72,8 +72,16 @@ private:
 };
 
 runtime::connection_handler* listener::admit(runtime::connection& c) {
-    if (opts_.proxy_protocol) return new proxy_reader(*this, c);
-    return admit_as(c, c.peer());
+    if (!opts_.proxy_protocol) return admit_as(c, c.peer());
+    // Only a balancer we trust may name the client: anyone else could claim
+    // an allowed address (and with it a tenant's trust). Such a peer is
+    // refused before a byte of it is read, so nothing it sends is believed.
+    if (std::none_of(opts_.proxy_trusted.begin(), opts_.proxy_trusted.end(),
+                     [&](const runtime::cidr& r) { return r.contains(c.peer()); }))
+        return refuse_with(c, c.peer(), stats_.proxy_untrusted, "not in --proxy-trusted",
+                           {554, "5.7.1",
+                            "Access denied: " + c.peer().ip_string() + " is not a trusted PROXY balancer"});
+    return new proxy_reader(*this, c);
 }
 
 void listener::log_refusal(runtime::connection& c, const runtime::socket_address& peer,

@@ -438,7 +438,8 @@ def metrics_and_healthz():
 
 @case
 def proxy_protocol_gives_the_real_client():
-    with Setup(relay_extra=("--proxy-protocol", "--allow-cidr", "40.107.0.0/16")) as s:
+    with Setup(relay_extra=("--proxy-protocol", "--proxy-trusted", "127.0.0.1/32",
+                            "--allow-cidr", "40.107.0.0/16")) as s:
         # the real client is an Exchange Online address: allowed, and traced
         raw = socket.create_connection(("127.0.0.1", s.relay_port), timeout=10)
         raw.sendall(b"PROXY TCP4 40.107.1.2 127.0.0.1 56324 25\r\n")
@@ -467,6 +468,60 @@ def proxy_protocol_gives_the_real_client():
         except ConnectionResetError:
             pass
         assert "no PROXY protocol header" in s.relay.stderr()
+
+
+def connect_from(source_ip, port):
+    """A loopback connection from another 127/8 address than the balancer's."""
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.settimeout(10)
+    raw.bind((source_ip, 0))
+    raw.connect(("127.0.0.1", port))
+    return raw
+
+
+@case
+def proxy_header_from_an_untrusted_peer_is_refused():
+    with Setup(relay_extra=("--proxy-protocol", "--proxy-trusted", "127.0.0.1/32",
+                            "--allow-cidr", "40.107.0.0/16")) as s:
+        # A peer that is not the balancer claims an Exchange Online address:
+        # it is answered 554 5.7.1 on its real address, and its header never read.
+        raw = connect_from("127.0.0.9", s.relay_port)
+        raw.sendall(b"PROXY TCP4 40.107.1.1 127.0.0.1 40000 25\r\n"
+                    b"EHLO spoof.test\r\nMAIL FROM:<ceo@fabrikam.com> XOORG=fabrikam.com\r\n")
+        reply = b""
+        try:
+            while True:
+                chunk = raw.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        except ConnectionResetError:
+            pass
+        assert reply.startswith(b"554 5.7.1") and b"127.0.0.9" in reply, reply
+        assert b"250" not in reply, reply
+        # The same header from the trusted balancer is believed.
+        raw = socket.create_connection(("127.0.0.1", s.relay_port), timeout=10)
+        raw.sendall(b"PROXY TCP4 40.107.1.1 127.0.0.1 40000 25\r\n")
+        assert raw.recv(512).startswith(b"220"), "the balancer's header is honoured"
+        raw.close()
+        log = s.relay.stderr()
+        assert "127.0.0.9" in log and "not in --proxy-trusted" in log, log
+    assert not glob.glob(os.path.join(s.save, "*.eml")), "nothing was relayed for the spoofer"
+
+
+@case
+def proxy_protocol_without_trusted_balancers_refuses_to_start():
+    d = tempfile.mkdtemp(prefix="sigrelay-proxy-")
+    tenants = tenants_file(d, free_port())
+    base = [RELAY, "--listen", f"127.0.0.1:{free_port()}", "--tenants", tenants,
+            "--tls-cert", cert("relay.pem"), "--tls-key", cert("relay.key")]
+    r = subprocess.run(base + ["--proxy-protocol"], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 64 and "--proxy-trusted" in r.stderr, (r.returncode, r.stderr)
+    r = subprocess.run(base + ["--proxy-trusted", "10.0.0.0/8"], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 64 and "--proxy-protocol" in r.stderr, (r.returncode, r.stderr)
+    r = subprocess.run(base + ["--proxy-protocol", "--proxy-trusted", "10.0.0.300/8"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 64 and "10.0.0.300" in r.stderr, (r.returncode, r.stderr)
 
 
 @case

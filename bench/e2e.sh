@@ -6,11 +6,18 @@
 #      tenant's client certificate, every message signed (the product)
 #   4. as 3 with BDAT from the client
 # Bounded in count and time; prints one JSON line per run.
-# Usage: bench/e2e.sh [MESSAGES] [CONNECTIONS] [SIZE]   (env: RELAY_THREADS, BUILD)
+# Usage: bench/e2e.sh [--quick] [MESSAGES] [CONNECTIONS] [SIZE]   (env: RELAY_THREADS, BUILD)
+#   --quick: 500 messages over 10 connections, a smoke run of every path in
+#   a few seconds (needs only what scripts/setup.sh installs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-messages=${1:-20000}
-connections=${2:-50}
+quick=0
+if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
+if [ $quick = 1 ]; then
+  messages=${1:-500}; connections=${2:-10}
+else
+  messages=${1:-20000}; connections=${2:-50}
+fi
 size=${3:-4096}
 build=${BUILD:-build-release}
 relay_threads=${RELAY_THREADS:-1}

@@ -287,3 +287,12 @@ TEST_CASE("feeding in any split gives the same part tree") {
         CHECK(describe(bytewise.parts()) == expect);
     }
 }
+
+TEST_CASE("a comment that ends in a backslash ends the Content-Type value") {
+    std::string type, subtype;
+    std::vector<content_param> params;
+    // The quoted pair "\" + end used to step past the end of the value.
+    CHECK(parse_content_type("text/html; charset=x (\\", type, subtype, params));
+    CHECK(type == "text");
+    CHECK(parse_content_type("text/html; (a\\", type, subtype, params));
+}

@@ -435,6 +435,10 @@ TEST_CASE("below_reply: HTML reply markers of each client") {
         {"Outlook 2010",
          "<div style=\"border:none;border-top:solid #B5C4DF 1.0pt\"><p>From: Bob</p></div>"},
         {"OWA", "<div id=\"appendonsend\"></div><hr><div id=\"divRplyFwdMsg\">From: Bob</div>"},
+        // Outlook for iOS/Android: the rule, then divRplyFwdMsg, no appendonsend.
+        {"Outlook mobile",
+         "<hr style=\"display:inline-block;width:98%\" tabindex=\"-1\"> <div id=\"divRplyFwdMsg\" "
+         "dir=\"ltr\"><b>From:</b> Bob</div>"},
         {"Gmail",
          "<div class=\"gmail_quote\"><div class=\"gmail_attr\">On Mon, Bob "
          "wrote:</div><blockquote>q</blockquote></div>"},
@@ -546,10 +550,16 @@ TEST_CASE("stamped only, body byte-exact") {
              "--a\r\nContent-Type: text/calendar; "
              "method=REQUEST\r\n\r\nBEGIN:VCALENDAR\r\n--a--\r\n--m--\r\n",
          "calendar"},
-        {"TNEF",
-         "From: a@contoso.example\r\nContent-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\n" +
+        {"TNEF named by Exchange's correlator header",
+         "From: a@contoso.example\r\nX-MS-TNEF-Correlator: <x@y>\r\n"
+         "Content-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\n" +
              text_part +
              "--m\r\nContent-Type: application/ms-tnef; name=winmail.dat\r\n\r\neJ8+\r\n--m--\r\n",
+         "TNEF"},
+        {"TNEF as the body",
+         "From: a@contoso.example\r\nContent-Type: multipart/mixed; boundary=m\r\n\r\n"
+         "--m\r\nContent-Type: application/ms-tnef; name=winmail.dat\r\n\r\neJ8+\r\n--m\r\n" +
+             text_part + "--m--\r\n",
          "TNEF"},
         {"Auto-Submitted",
          "From: a@contoso.example\r\nAuto-Submitted: auto-replied (vacation)\r\n\r\nAway.\r\n",

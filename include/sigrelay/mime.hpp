@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -42,12 +44,22 @@ struct inject_options {
     std::vector<std::string> reply_markers;
     unsigned max_depth = 16;                // multipart nesting limit
     std::size_t max_header_bytes = 1 << 20;  // a larger header block: not understood
+    // The part to sign (with the headers on the way to it) is held in memory
+    // until it ends; a larger one is relayed stamped only.
+    std::size_t max_signed_bytes = 8u << 20;
 };
 
 enum class outcome {
     signed_message,  // the signature went into one or more parts
     stamped_only,    // headers added, body untouched (see reason)
     untouched,       // already carried the processed header: relayed as is
+};
+
+// A piece of a stream injector's output.
+struct output_piece {
+    static constexpr std::size_t new_text = ~std::size_t{0};
+    std::string_view bytes;
+    std::size_t input_offset = new_text;  // where `bytes` are in the input, or new_text
 };
 
 // One piece of the output: either bytes of the input or one of the fragments.
@@ -66,7 +78,55 @@ struct injection {
     std::size_t size() const noexcept;
     // Concatenates the output (tests, sigrelay-inject; the relay sends slices).
     std::string flatten(std::span<const char> input) const;
+    // Appends a stream injector's output: input bytes as slices, new text as fragments.
+    void add(std::span<const output_piece> pieces);
 };
+
+struct part;
+
+// The top-level header block is complete: which signature to add (nullptr or
+// an empty one: stamp only). Called at most once, inside feed() or finish().
+using header_callback = std::function<const rendered_signature*(const part& root)>;
+
+// The injector for a message that arrives in pieces. Output comes out as soon
+// as it can no longer change: the stamped header block once it is complete,
+// the signed part once it has ended, and everything after that as views of
+// the input itself. What the injector holds is only the prefix it still has
+// to decide about (docs/behaviour.md, Signature injection); every split of a
+// message gives the same bytes as inject() on the whole of it.
+class stream_injector {
+public:
+    // `opts` must outlive the injector (and be valid: see check_options()).
+    stream_injector(const inject_options& opts, header_callback on_header);
+    ~stream_injector();
+    stream_injector(stream_injector&&) noexcept;
+    stream_injector& operator=(stream_injector&&) noexcept;
+
+    // The next bytes of the message (CRLF line ends). `out` is replaced by the
+    // output they release, in order: views into `bytes` or into the injector,
+    // valid until the next call (and while `bytes` are).
+    void feed(std::span<const char> bytes, std::vector<output_piece>& out);
+    // The end of the message: the rest of the output.
+    void finish(std::vector<output_piece>& out);
+
+    bool header_complete() const noexcept;
+    const part* root() const noexcept;  // the top-level part, once its header is complete
+    // From now on input flows through untouched; result() and reason() are final.
+    bool decided() const noexcept;
+    outcome result() const noexcept;
+    const std::string& reason() const noexcept;
+    std::size_t held_bytes() const noexcept;  // memory holding undecided input
+    std::size_t bytes_in() const noexcept;
+    std::size_t bytes_out() const noexcept;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+// Errors only for impossible options (a processed header name that is no
+// field name, a Received: value that is no field).
+result<void> check_options(const inject_options& opts);
 
 // Runs the injector over a complete message (CRLF line ends, as received over
 // SMTP). Never fails on malformed MIME: what it does not understand is relayed

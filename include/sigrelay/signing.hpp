@@ -10,6 +10,7 @@
 
 #include <ctime>
 #include <span>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -31,9 +32,40 @@ struct signed_message {
     mime::injection injection;
 };
 
-// Runs one message (CRLF line ends) through the tenant's rules, renders the
-// chosen signature and injects it; always adds the processed header and a
-// Received: field (unless the message already carries the processed header).
+// One message on its way through: the tenant's rules are run once its header
+// block is complete (the Subject is there), the chosen signature rendered and
+// injected as the message streams (mime::stream_injector). The processed
+// header and a Received: field are always added, unless the message already
+// carries the processed header. `t` and `env` must outlive the signer.
+class message_signer {
+public:
+    message_signer(const tenants::tenant& t, const envelope& env, signature::date today,
+                   std::size_t max_signed_bytes = mime::inject_options{}.max_signed_bytes);
+    message_signer(const message_signer&) = delete;
+    message_signer& operator=(const message_signer&) = delete;
+
+    // As mime::stream_injector::feed/finish: `out` gets the output released.
+    void feed(std::span<const char> bytes, std::vector<mime::output_piece>& out) {
+        injector_.feed(bytes, out);
+    }
+    void finish(std::vector<mime::output_piece>& out) { injector_.finish(out); }
+
+    bool header_complete() const noexcept { return injector_.header_complete(); }
+    const mime::part* root() const noexcept { return injector_.root(); }
+    // The rules' verdict; meaningful once header_complete().
+    const tenants::decision& decision() const noexcept { return decision_; }
+    const mime::stream_injector& injector() const noexcept { return injector_; }
+
+private:
+    const tenants::tenant& tenant_;
+    const envelope& env_;
+    signature::date today_;
+    mime::inject_options opts_;
+    tenants::decision decision_;
+    mime::stream_injector injector_;
+};
+
+// Runs one whole message (CRLF line ends) through a message_signer.
 result<signed_message> sign(const tenants::tenant& t, const envelope& env,
                             std::span<const char> message, signature::date today);
 

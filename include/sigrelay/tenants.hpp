@@ -141,6 +141,8 @@ std::string marker_id(std::string_view sender);
 // encoded-words decoded for UTF-8, US-ASCII and ISO-8859-1/Windows-1252
 // (→ UTF-8); other charsets are kept as written. Empty when there is none.
 std::string message_subject(std::string_view message);
+// The same for a Subject value already unfolded (a scanned header field).
+std::string decode_subject(std::string_view value);
 
 // The value of the first header field named `field` (ASCII case-insensitive)
 // in the message's header block: unfolded, surrounding blanks trimmed, not

@@ -20,7 +20,8 @@ void skip_cfws(std::string_view v, std::size_t& i) {
             int level = 0;
             while (i < v.size()) {
                 if (v[i] == '\\') {
-                    i += 2;
+                    // A quoted pair; a backslash as the last byte ends the value.
+                    i = std::min(i + 2, v.size());
                     continue;
                 }
                 if (v[i] == '(') ++level;

@@ -39,6 +39,28 @@ std::size_t html_bottom_offset(std::string_view html) noexcept {
     return html.size();
 }
 
+namespace {
+
+// Outlook draws its reply separator as an <hr> right before <div
+// id="divRplyFwdMsg"> (desktop puts <div id="appendonsend"> before both, the
+// mobile apps do not): the quoted part starts at the rule.
+std::size_t rule_before(std::string_view html, std::size_t div) {
+    std::size_t j = div;
+    while (j > 0 && (html[j - 1] == ' ' || html[j - 1] == '\t' || html[j - 1] == '\r' ||
+                     html[j - 1] == '\n'))
+        --j;
+    if (j == 0 || html[j - 1] != '>') return div;
+    std::size_t lt = html.rfind('<', j - 1);
+    if (lt == std::string_view::npos || lt + 3 >= html.size()) return div;
+    const char after = html[lt + 3];
+    if (!istarts_with(html.substr(lt), "<hr") ||
+        !(after == ' ' || after == '>' || after == '/' || after == '\t' || after == '\r' || after == '\n'))
+        return div;
+    return lt;
+}
+
+}  // namespace
+
 std::size_t html_reply_offset(std::string_view html, const std::vector<std::string>& extra) {
     static constexpr std::string_view kBuiltin[] = {
         "divrplyfwdmsg",             // Outlook desktop: <div id="divRplyFwdMsg">
@@ -53,6 +75,7 @@ std::size_t html_reply_offset(std::string_view html, const std::vector<std::stri
     std::size_t best = std::string_view::npos;
     for (auto needle : kBuiltin) {
         std::size_t at = first_in_tag(html, needle);
+        if (at != std::string_view::npos && needle == kBuiltin[0]) at = rule_before(html, at);
         if (at < best) best = at;
     }
     for (const auto& m : extra) {

@@ -223,6 +223,7 @@ void scanner::end_headers(std::size_t header_end, std::size_t body_begin, bool o
     open_part& o = open_.back();
     part& pt = parts_[static_cast<std::size_t>(o.index)];
     o.in_headers = false;
+    pt.header_complete = true;
     pt.header_end = std::max(header_end, pt.begin);
     pt.body_begin = std::max(body_begin, pt.header_end);
     pt.body_end = pt.body_begin;
@@ -367,6 +368,7 @@ void scanner::close_top(std::size_t end) {
         if (!o.closed) pt.defects |= defect_unterminated;
     }
     pt.body_end = std::max(pt.body_begin, end);
+    pt.closed = true;
     open_.pop_back();
 }
 

@@ -1,6 +1,7 @@
 // The signing pipeline: the one code path from a received message to the
 // bytes relayed, used by the relay and by sigrelay-inject.
 #include <sigrelay/signing.hpp>
+#include <sigrelay/mime/scanner.hpp>
 
 #include <chrono>
 
@@ -11,19 +12,17 @@ signature::date today_utc() {
         std::chrono::floor<std::chrono::days>(std::chrono::system_clock::now())};
 }
 
-result<signed_message> sign(const tenants::tenant& t, const envelope& env,
-                            std::span<const char> message, signature::date today) {
-    signed_message out;
-    const std::string subject =
-        tenants::message_subject(std::string_view(message.data(), message.size()));
-    out.decision = tenants::decide(t, env.sender, env.recipients, subject, today);
+namespace {
 
+mime::inject_options options_for(const tenants::tenant& t, const envelope& env,
+                                 std::size_t max_signed_bytes) {
     mime::inject_options opts;
     opts.processed_header_name = t.processed_header.name;
     opts.processed_header_value = t.processed_header.value;
     opts.sender = env.sender;
     opts.marker_id = tenants::marker_id(env.sender);
     opts.reply_markers = t.reply_markers;
+    opts.max_signed_bytes = max_signed_bytes;
 
     tenants::received_fields rf;
     rf.helo = env.helo;
@@ -36,13 +35,37 @@ result<signed_message> sign(const tenants::tenant& t, const envelope& env,
     if (env.recipients.size() == 1) rf.recipient = env.recipients.front();
     rf.when = env.when ? env.when : std::time(nullptr);
     opts.received_header = tenants::received_header(rf);
+    return opts;
+}
 
-    static const mime::rendered_signature none;
-    const auto& sig =
-        out.decision.kind == tenants::verdict::signature ? out.decision.signature : none;
-    auto injected = mime::inject(message, sig, opts);
-    if (!injected) return injected.err();
-    out.injection = std::move(injected).value();
+}  // namespace
+
+message_signer::message_signer(const tenants::tenant& t, const envelope& env, signature::date today,
+                               std::size_t max_signed_bytes)
+    : tenant_(t),
+      env_(env),
+      today_(today),
+      opts_(options_for(t, env, max_signed_bytes)),
+      injector_(opts_, [this](const mime::part& root) -> const mime::rendered_signature* {
+          const mime::header_field* f = root.field("Subject");
+          const std::string subject = f ? tenants::decode_subject(f->value) : std::string();
+          decision_ = tenants::decide(tenant_, env_.sender, env_.recipients, subject, today_);
+          return decision_.kind == tenants::verdict::signature ? &decision_.signature : nullptr;
+      }) {}
+
+result<signed_message> sign(const tenants::tenant& t, const envelope& env,
+                            std::span<const char> message, signature::date today) {
+    SIGRELAY_TRY(mime::check_options(options_for(t, env, 0)));
+    message_signer s(t, env, today);
+    signed_message out;
+    std::vector<mime::output_piece> pieces;
+    s.feed(message, pieces);
+    out.injection.add(pieces);
+    s.finish(pieces);
+    out.injection.add(pieces);
+    out.injection.result = s.injector().result();
+    out.injection.reason = s.injector().reason();
+    out.decision = s.decision();
     return out;
 }
 

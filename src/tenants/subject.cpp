@@ -196,4 +196,8 @@ std::string message_subject(std::string_view message) {
     return decode_2047(header_value(message, "subject"));
 }
 
+std::string decode_subject(std::string_view value) {
+    return decode_2047(std::string(value));
+}
+
 }  // namespace sigrelay::tenants

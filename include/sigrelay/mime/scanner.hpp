@@ -62,6 +62,8 @@ struct part {
     std::string filename;               // Content-Disposition filename, else Content-Type name
     std::string content_id;             // Content-ID as written (with <>)
     std::uint32_t defects = 0;
+    bool header_complete = false;  // the header block has been read
+    bool closed = false;           // the part has ended (body_end is final)
 
     bool is_multipart() const noexcept { return type == "multipart"; }
     bool is(std::string_view t, std::string_view s) const noexcept {

@@ -1,6 +1,5 @@
-// The signature injector (docs/behaviour.md, Signature injection): scans the message, decides
-// whether it is signed or only stamped, and emits the output as slices of the input plus new
-// fragments (Received:, processed header, re-encoded signed bodies).
+// Signing the parts of one message held in memory (docs/behaviour.md, Signature injection).
+//
 //
 // Decisions documented here:
 // - Unknown Content-Transfer-Encoding (e.g. "8bits"): RFC 2049 §2 item 6 says
@@ -29,48 +28,23 @@
 //   only, as the signature would be read in that set.
 // - With below_reply in plain text the "-- " separator is left out: RFC 3676
 //   readers would treat the whole quoted thread below it as signature.
-#include <sigrelay/mime.hpp>
+#include "part_signer.hpp"
+
 #include <sigrelay/mime/charset.hpp>
 #include <sigrelay/mime/codec.hpp>
 #include <sigrelay/mime/placement.hpp>
-#include <sigrelay/mime/scanner.hpp>
 
 #include "text_util.hpp"
 
 #include <algorithm>
 #include <cstring>
 
-namespace sigrelay::mime {
-
-std::size_t injection::size() const noexcept {
-    std::size_t n = 0;
-    for (const auto& s : slices) n += s.length;
-    return n;
-}
-
-std::string injection::flatten(std::span<const char> input) const {
-    std::string out;
-    out.reserve(size());
-    for (const auto& s : slices) {
-        if (s.from_input)
-            out.append(input.data() + s.offset, s.length);
-        else
-            out.append(fragments[s.offset].data(), s.length);
-    }
-    return out;
-}
+namespace sigrelay::mime::detail {
 
 namespace {
 
 constexpr std::size_t npos = std::string_view::npos;
 constexpr std::size_t kMaxLine = 998;  // RFC 5322 §2.1.1
-
-struct edit {
-    std::size_t begin = 0;
-    std::size_t end = 0;
-    int order = 0;  // among edits at the same offset
-    std::string text;
-};
 
 enum class cte_kind { seven, eight, binary, qp, base64, unknown };
 
@@ -83,39 +57,8 @@ cte_kind classify(std::string_view cte) {
     return cte_kind::unknown;
 }
 
-// A header value we write: no CR, LF or NUL (docs/behaviour.md, SMTP server rules).
-std::string sanitize_value(std::string_view v) {
-    std::string out(v);
-    for (auto& c : out)
-        if (c == '\r' || c == '\n' || c == '\0') c = ' ';
-    return out;
-}
 
-// A complete field the caller may have folded: CRLF + WSP folds stay, every
-// other CR, LF or NUL becomes a space.
-std::string sanitize_field(std::string_view v) {
-    while (!v.empty() && (v.back() == '\r' || v.back() == '\n')) v.remove_suffix(1);
-    std::string out;
-    out.reserve(v.size());
-    for (std::size_t i = 0; i < v.size(); ++i) {
-        char c = v[i];
-        if (c == '\r' && i + 2 < v.size() && v[i + 1] == '\n' &&
-            (v[i + 2] == ' ' || v[i + 2] == '\t')) {
-            out += "\r\n";
-            ++i;
-            continue;
-        }
-        out.push_back((c == '\r' || c == '\n' || c == '\0') ? ' ' : c);
-    }
-    return out;
-}
 
-bool valid_field_name(std::string_view n) {
-    if (n.empty()) return false;
-    for (char c : n)
-        if (c < 33 || c > 126 || c == ':') return false;
-    return true;
-}
 
 // Signature text with every line end made `nl`, trailing line ends and NULs removed.
 std::string normalize_newlines(std::string_view s, std::string_view nl) {
@@ -166,10 +109,10 @@ bool has_bad_control(std::string_view s) {
     return false;
 }
 
-class injector {
+class part_signer {
 public:
-    injector(std::string_view msg, const std::vector<part>& parts, const rendered_signature& sig,
-             const inject_options& opts)
+    part_signer(held_bytes msg, const std::vector<part>& parts, const rendered_signature& sig,
+                const inject_options& opts)
         : msg_(msg),
           parts_(parts),
           sig_(sig),
@@ -177,10 +120,9 @@ public:
           marker_id_(sanitize_marker_id(opts.marker_id)) {}
 
     // Empty: signed (edits_ hold the changes); else why the message is stamped only.
-    std::string run(std::uint32_t defects) {
-        if (std::string r = message_reason(defects); !r.empty()) return r;
+    std::string run(int unit) {
         std::vector<int> targets;
-        select(0, targets);
+        select(static_cast<std::size_t>(unit), targets);
         if (targets.empty()) return "no text body to sign";
         for (int t : targets)
             if (!sign(static_cast<std::size_t>(t))) return fail_;
@@ -197,35 +139,6 @@ public:
 
 private:
     const part& at(std::size_t i) const { return parts_[i]; }
-
-    std::string message_reason(std::uint32_t defects) const {
-        if (opts_.sender.empty() || opts_.sender == "<>") return "null sender";
-        const part& root = at(0);
-        for (const auto& f : root.fields) {
-            std::string v = to_lower(trim(f.value));
-            auto cut = v.find_first_of(" \t;(");
-            std::string_view token = std::string_view(v).substr(0, cut);
-            // RFC 3834 §5: anything but "no" is automatic.
-            if (iequals(f.name, "Auto-Submitted") && token != "no") return "auto-submitted";
-            if (iequals(f.name, "Precedence") && token == "auto_reply") return "auto-reply";
-            if ((iequals(f.name, "X-Autoreply") || iequals(f.name, "X-Autorespond")) &&
-                token != "no" && token != "false")
-                return "auto-reply";
-        }
-        if (defects) return std::string("malformed MIME: ") + std::string(defect_name(defects));
-        for (const auto& p : parts_) {
-            if (p.is("multipart", "signed")) return "multipart/signed";
-            if (p.is("multipart", "encrypted")) return "multipart/encrypted";
-            if (p.type == "application" &&
-                (p.subtype == "pkcs7-mime" || p.subtype == "x-pkcs7-mime"))
-                return "S/MIME (application/pkcs7-mime)";
-            if (p.is("multipart", "report")) return "multipart/report";
-            if (p.is("text", "calendar")) return "calendar invitation (text/calendar)";
-            if (p.type == "application" && (p.subtype == "ms-tnef" || p.subtype == "vnd.ms-tnef"))
-                return "TNEF (application/ms-tnef)";
-        }
-        return {};
-    }
 
     static bool is_text_body(const part& p) {
         return p.type == "text" && (p.subtype == "plain" || p.subtype == "html");
@@ -294,7 +207,7 @@ private:
         const cte_kind kind = classify(p.cte);
         if (kind == cte_kind::unknown)
             return fail("unknown Content-Transfer-Encoding \"" + sanitize_value(p.cte) + "\"");
-        const std::string_view raw = msg_.substr(p.body_begin, p.body_end - p.body_begin);
+        const std::string_view raw = msg_.span(p.body_begin, p.body_end);
         std::string decoded_store;
         std::string_view decoded = raw;
         if (kind == cte_kind::qp) {
@@ -399,7 +312,7 @@ private:
         // An empty body right before a delimiter: the header block's empty
         // line was also the delimiter's CRLF (RFC 2046 §5.1.1), so what we
         // write there must end with its own CRLF or it swallows the delimiter.
-        const bool delimiter_at_end = p.parent >= 0 && msg_.substr(p.body_end).starts_with("--");
+        const bool delimiter_at_end = p.parent >= 0 && msg_.from(p.body_end).starts_with("--");
         if (!to_utf8 && delimiter_at_end && off == decoded.size() && !ins.ends_with('\n') &&
             (kind == cte_kind::seven || kind == cte_kind::eight || kind == cte_kind::binary))
             ins += "\r\n";
@@ -498,7 +411,7 @@ private:
     void add_field(std::size_t i, std::string field, int order) {
         const part& p = at(i);
         std::string text;
-        if (p.header_end > 0 && msg_[p.header_end - 1] != '\n') text = "\r\n";
+        if (p.header_end > 0 && msg_.at(p.header_end - 1) != '\n') text = "\r\n";
         text += field;
         text += "\r\n";
         edits_.push_back({p.header_end, p.header_end, order, std::move(text)});
@@ -557,7 +470,7 @@ private:
             add_field(i, "Content-Type: " + p.type + "/" + p.subtype + "; charset=utf-8", 50);
             return true;
         }
-        std::string_view raw = msg_.substr(f->begin, f->end - f->begin);
+        std::string_view raw = msg_.span(f->begin, f->end);
         // Replace the value of a plain charset= parameter in place.
         for (std::size_t at_ = ifind(raw, "charset"); at_ != npos;
              at_ = ifind(raw, "charset", at_ + 1)) {
@@ -605,7 +518,7 @@ private:
         return true;
     }
 
-    std::string_view msg_;
+    held_bytes msg_;
     const std::vector<part>& parts_;
     const rendered_signature& sig_;
     const inject_options& opts_;
@@ -616,98 +529,87 @@ private:
     bool mime_version_added_ = false;
 };
 
-// Output = input with the edits applied, as slices; false on overlapping edits.
-bool assemble(std::string_view msg, std::vector<edit>& edits, injection& out) {
-    std::stable_sort(edits.begin(), edits.end(), [](const edit& a, const edit& b) {
-        return a.begin != b.begin ? a.begin < b.begin : a.order < b.order;
-    });
-    out.slices.clear();
-    out.fragments.clear();
-    std::size_t cursor = 0;
-    auto input = [&](std::size_t from, std::size_t to) {
-        if (to > from) out.slices.push_back({true, from, to - from});
-    };
-    for (auto& e : edits) {
-        if (e.begin < cursor || e.end < e.begin || e.end > msg.size()) return false;
-        input(cursor, e.begin);
-        if (!e.text.empty()) {
-            out.slices.push_back({false, out.fragments.size(), e.text.size()});
-            out.fragments.push_back(std::move(e.text));
-        }
-        cursor = e.end;
-    }
-    input(cursor, msg.size());
-    return true;
-}
-
 }  // namespace
 
-result<injection> inject(std::span<const char> message, const rendered_signature& sig,
-                         const inject_options& opts) {
-    if (!valid_field_name(opts.processed_header_name))
-        return make_error("processed header name must be printable ASCII without ':'", EINVAL);
-    if (!opts.received_header.empty()) {
-        std::string_view r = opts.received_header;
-        auto colon = r.find(':');
-        if (colon == npos || !valid_field_name(r.substr(0, colon)))
-            return make_error("received_header must be a complete header field", EINVAL);
-    }
-    const std::string_view msg(message.data(), message.size());
-    injection out;
-
-    scanner sc({opts.max_depth, opts.max_header_bytes});
-    sc.feed(message);
-    sc.finish();
-    const auto& parts = sc.parts();
-    const part& root = parts[0];
-
-    // Loop guard: the tenant's processed header is already there.
-    if (root.field(opts.processed_header_name)) {
-        out.result = outcome::untouched;
-        out.reason = "already carries " + opts.processed_header_name;
-        if (!msg.empty()) out.slices.push_back({true, 0, msg.size()});
-        return out;
-    }
-
-    // Each stamp field starts a line: after an mbox From_ line or a last field
-    // without a line end (end of input), and the processed header may land
-    // where the Received field already went (no header fields at all).
-    std::vector<edit> stamp;
-    const bool received = !opts.received_header.empty();
-    if (received) {
-        std::string text;
-        if (root.begin > 0 && msg[root.begin - 1] != '\n') text = "\r\n";
-        text += sanitize_field(opts.received_header) + "\r\n";
-        stamp.push_back({root.begin, root.begin, 0, std::move(text)});
-    }
-    {
-        std::string text;
-        if (root.header_end > 0 && msg[root.header_end - 1] != '\n' &&
-            !(received && root.header_end == root.begin))
-            text = "\r\n";
-        text += opts.processed_header_name + ": " + sanitize_value(opts.processed_header_value) +
-                "\r\n";
-        stamp.push_back({root.header_end, root.header_end, 100, std::move(text)});
-    }
-
-    injector inj(msg, parts, sig, opts);
-    std::string reason = inj.run(sc.defects());
-    if (reason.empty()) {
-        std::vector<edit> all = stamp;
-        auto& body = inj.edits();
-        all.insert(all.end(), std::make_move_iterator(body.begin()),
-                   std::make_move_iterator(body.end()));
-        if (assemble(msg, all, out)) {
-            out.result = outcome::signed_message;
-            out.reason = inj.signed_kinds();
-            return out;
-        }
-        reason = "internal: overlapping edits";
-    }
-    out.result = outcome::stamped_only;
-    out.reason = std::move(reason);
-    if (!assemble(msg, stamp, out)) return make_error("internal: overlapping stamp edits");
+// A header value we write: no CR, LF or NUL (docs/behaviour.md, SMTP server rules).
+std::string sanitize_value(std::string_view v) {
+    std::string out(v);
+    for (auto& c : out)
+        if (c == '\r' || c == '\n' || c == '\0') c = ' ';
     return out;
 }
 
-}  // namespace sigrelay::mime
+// A complete field the caller may have folded: CRLF + WSP folds stay, every
+// other CR, LF or NUL becomes a space.
+std::string sanitize_field(std::string_view v) {
+    while (!v.empty() && (v.back() == '\r' || v.back() == '\n')) v.remove_suffix(1);
+    std::string out;
+    out.reserve(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        char c = v[i];
+        if (c == '\r' && i + 2 < v.size() && v[i + 1] == '\n' &&
+            (v[i + 2] == ' ' || v[i + 2] == '\t')) {
+            out += "\r\n";
+            ++i;
+            continue;
+        }
+        out.push_back((c == '\r' || c == '\n' || c == '\0') ? ' ' : c);
+    }
+    return out;
+}
+
+bool valid_field_name(std::string_view n) {
+    if (n.empty()) return false;
+    for (char c : n)
+        if (c < 33 || c > 126 || c == ':') return false;
+    return true;
+}
+
+std::string header_reason(const part& root, const inject_options& opts) {
+    if (opts.sender.empty() || opts.sender == "<>") return "null sender";
+    for (const auto& f : root.fields) {
+        std::string v = to_lower(trim(f.value));
+        auto cut = v.find_first_of(" \t;(");
+        std::string_view token = std::string_view(v).substr(0, cut);
+        // RFC 3834 §5: anything but "no" is automatic.
+        if (iequals(f.name, "Auto-Submitted") && token != "no") return "auto-submitted";
+        if (iequals(f.name, "Precedence") && token == "auto_reply") return "auto-reply";
+        if ((iequals(f.name, "X-Autoreply") || iequals(f.name, "X-Autorespond")) &&
+            token != "no" && token != "false")
+            return "auto-reply";
+        // Exchange names the TNEF attachment of a message here (it sends the
+        // field empty on every other message): Outlook shows the TNEF body,
+        // never a signature put into the MIME text.
+        if (iequals(f.name, "X-MS-TNEF-Correlator") && !v.empty()) return "TNEF (X-MS-TNEF-Correlator)";
+    }
+    return {};
+}
+
+std::string structure_reason(const std::vector<part>& parts, std::uint32_t defects) {
+    if (defects) return std::string("malformed MIME: ") + std::string(defect_name(defects));
+    for (const auto& p : parts) {
+        if (p.is("multipart", "signed")) return "multipart/signed";
+        if (p.is("multipart", "encrypted")) return "multipart/encrypted";
+        if (p.type == "application" && (p.subtype == "pkcs7-mime" || p.subtype == "x-pkcs7-mime"))
+            return "S/MIME (application/pkcs7-mime)";
+        if (p.is("multipart", "report")) return "multipart/report";
+        if (p.is("text", "calendar")) return "calendar invitation (text/calendar)";
+        if (p.type == "application" && (p.subtype == "ms-tnef" || p.subtype == "vnd.ms-tnef"))
+            return "TNEF (application/ms-tnef)";
+    }
+    return {};
+}
+
+unit_result sign_unit(held_bytes msg, const std::vector<part>& parts, int unit,
+                      const rendered_signature& sig, const inject_options& opts) {
+    part_signer s(msg, parts, sig, opts);
+    unit_result r;
+    r.reason = s.run(unit);
+    if (r.reason.empty()) {
+        r.edits = std::move(s.edits());
+        r.kinds = s.signed_kinds();
+    }
+    return r;
+}
+
+}  // namespace sigrelay::mime::detail

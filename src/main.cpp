@@ -41,6 +41,7 @@ struct options {
     bool require_tls = true;
     unsigned pool_size = 8, pool_max_messages = 100, pool_idle_timeout = 30;
     unsigned connect_timeout = 10;
+    std::uint64_t max_signed_part = 8ull << 20, memory_budget = 128ull << 20;
     std::string log_format = "text";
     bool quiet = false;
     std::string spool_dir, metrics_listen;
@@ -120,6 +121,14 @@ const metric metrics_table[] = {
      [](const shard_state& s) { return s.relay->stats().smart_host_5xx; }},
     {"sigrelay_outbound_failures_total", K::counter, "Transactions that could not reach the smart host.",
      [](const shard_state& s) { return s.relay->stats().outbound_failures; }},
+    {"sigrelay_abandoned_total", K::counter,
+     "Messages given up before their end (client gone, refused content); nothing was delivered.",
+     [](const shard_state& s) { return s.relay->stats().abandoned; }},
+    {"sigrelay_memory_budget_waits_total", K::counter,
+     "Times a transaction stopped reading content until the shard's --memory-budget had room.",
+     [](const shard_state& s) { return s.relay->stats().budget_waits; }},
+    {"sigrelay_memory_held_bytes", K::gauge, "Message bytes the shard's transactions hold now.",
+     [](const shard_state& s) { return std::uint64_t{s.relay->budget_used()}; }},
     {"sigrelay_outbound_connects_total", K::counter, "Outbound connections attempted.",
      [](const shard_state& s) { return s.relay->pool().stats().connects; }},
     {"sigrelay_outbound_connect_failures_total", K::counter, "Outbound connections that failed to set up.",
@@ -191,6 +200,10 @@ int main(int argc, char** argv) {
     p.add("--pool-max-messages", &o.pool_max_messages, "messages per outbound connection (default 100)");
     p.add("--pool-idle-timeout", &o.pool_idle_timeout, "seconds an idle outbound connection is kept (default 30)");
     p.add("--connect-timeout", &o.connect_timeout, "seconds to reach a smart host (default 10)");
+    p.add("--max-signed-part", &o.max_signed_part,
+          "bytes of a body held to sign it; a larger one is relayed stamped, unsigned (default 8 MiB)");
+    p.add("--memory-budget", &o.memory_budget,
+          "bytes of message content a shard holds at once; beyond, content is read more slowly (default 128 MiB)");
     p.add("--log-format", &o.log_format, "text|json (default text)");
     p.add_bool("--quiet", &o.quiet, "no per-connection log lines");
     p.add("--spool-dir", &o.spool_dir, "spool mode (docs/behaviour.md, Delivery): not implemented yet");
@@ -254,6 +267,11 @@ int main(int argc, char** argv) {
     ro.pool.command_timeout = std::chrono::seconds(o.server.command_timeout);
     ro.pool.data_timeout = std::chrono::seconds(o.server.data_timeout);
     ro.pool.helo_name = o.hostname;
+    ro.max_signed_part = o.max_signed_part;
+    ro.memory_budget = o.memory_budget;
+    ro.queue_id_host = o.hostname;
+    if (o.max_signed_part == 0 || o.memory_budget == 0)
+        return fail(64, "--max-signed-part and --memory-budget must be at least 1");
 
     inbound::ip_table ips;
     runtime::shard_options so;

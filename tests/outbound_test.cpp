@@ -728,3 +728,81 @@ TEST_CASE("shutdown QUITs idle connections and refuses new acquires") {
     CHECK(st.open == 0);
     CHECK(sink.counter("connections") == 1);
 }
+
+TEST_CASE("an idle connection the smart host closed leaves the idle list and frees its slot") {
+    // One slot: were it still held by the dead connection, the next acquire
+    // would wait and get 451 4.4.5 instead of a new connection.
+    sink_process sink({.extra = {"--command-timeout", "1"}});
+    outbound::pool_options o;
+    o.pool_size = 1;
+    o.acquire_timeout = 500ms;
+    outbound::pool_stats before, mid;
+    delivery first, second;
+    {
+        harness h(sink, o);
+        h.deliver(message, [&](delivery& d) {
+            first = d;
+            h.r->after(50ms, [&] { before = h.p->stats(); });
+            h.r->after(1600ms, [&] {
+                mid = h.p->stats();
+                h.deliver(message, [&](delivery& d2) {
+                    second = d2;
+                    h.done();
+                });
+            });
+        });
+        h.run();
+    }
+    CHECK(before.idle == 1);
+    CHECK(before.open == 1);
+    CHECK(mid.dropped_idle == 1);
+    CHECK(mid.idle == 0);
+    CHECK(mid.open == 0);
+    REQUIRE_MESSAGE(second.acquired, second.detail);
+    CHECK(second.data_code() == 250);
+    CHECK_FALSE(second.reused);
+    CHECK(second.connection != first.connection);
+}
+
+TEST_CASE("a changed destination retires its connections: idle ones now, leased ones on release") {
+    sink_process sink({});
+    outbound::lease held;
+    delivery changed, again;
+    outbound::pool_stats mid, end;
+    {
+        harness h(sink);
+        // Two connections: one stays leased, one goes back idle.
+        h.p->acquire(h.dest, [&](outbound::acquire_outcome a) {
+            REQUIRE(a.ok());
+            held = std::move(a.channel);
+            h.deliver(message, [&](delivery&) {
+                // The tenant's TLS name changed (a reload): same smart host,
+                // a new generation of connections.
+                h.dest.tls_domain = "127.0.0.1";
+                h.deliver(message, [&](delivery& d) {
+                    changed = d;
+                    held.release(true);  // made for the old destination: QUIT, not idle
+                    h.r->after(200ms, [&] {
+                        mid = h.p->stats();
+                        h.deliver(message, [&](delivery& d2) {
+                            again = d2;
+                            h.done();
+                        });
+                    });
+                });
+            });
+        });
+        h.run();
+        end = h.p->stats();
+    }
+    CHECK(changed.data_code() == 250);
+    CHECK_FALSE(changed.reused);  // the idle one was retired, not handed out
+    CHECK(mid.idle == 1);         // only the new connection is kept
+    CHECK(mid.open == 1);
+    CHECK(mid.resets == 0);
+    CHECK(again.data_code() == 250);
+    CHECK(again.reused);
+    CHECK(again.connection == changed.connection);
+    CHECK(end.connects == 3);
+    CHECK(sink.counter("connections") == 3);
+}

@@ -959,27 +959,30 @@ TEST_CASE("deferred answers: pipelined input waits, then resumes") {
     h.deferred = true;
     h.ready();
     h.feed("MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nRCPT TO:<e@d.test>\r\nDATA\r\n");
-    CHECK(h.ev == events{"mail:<a@b.test>"});
+    // The RCPTs go on at once (RFC 2920); DATA waits for every answer.
+    CHECK(h.ev == events{"mail:<a@b.test>", "rcpt:<c@d.test>", "rcpt:<e@d.test>"});
     CHECK(h.s.current_phase() == phase::waiting);
-    CHECK(h.s.buffered_bytes() == 46);
+    CHECK(h.s.buffered_bytes() == 6);
     CHECK_FALSE(h.s.in_transaction());
     h.s.answer({250, "2.1.0", "Sender ok"});
     CHECK(h.s.in_transaction());
-    CHECK(h.ev == events{"mail:<a@b.test>", "send:250 2.1.0 Sender ok", "rcpt:<c@d.test>"});
+    CHECK(h.ev == events{"mail:<a@b.test>", "rcpt:<c@d.test>", "rcpt:<e@d.test>",
+                         "send:250 2.1.0 Sender ok"});
     h.s.answer({450, "4.2.0", "try later"});
     h.s.answer({250, "", "ok"});  // no enhanced code given: one is added
-    CHECK(h.ev == events{"mail:<a@b.test>", "send:250 2.1.0 Sender ok", "rcpt:<c@d.test>",
-                         "send:450 4.2.0 try later", "rcpt:<e@d.test>", "send:250 2.0.0 ok",
-                         "send:354 End data with <CR><LF>.<CR><LF>"});
+    CHECK(h.ev == events{"mail:<a@b.test>", "rcpt:<c@d.test>", "rcpt:<e@d.test>",
+                         "send:250 2.1.0 Sender ok", "send:450 4.2.0 try later",
+                         "send:250 2.0.0 ok", "send:354 End data with <CR><LF>.<CR><LF>"});
     CHECK(h.s.buffered_bytes() == 0);
     h.feed("x\r\n.\r\nQUIT\r\n");
     CHECK(h.ev.back() == "message");
     CHECK(h.s.buffered_bytes() == 6);
     h.s.answer({451, "4.4.1", "smart host down"});
-    CHECK(h.ev == events{"mail:<a@b.test>", "send:250 2.1.0 Sender ok", "rcpt:<c@d.test>",
-                         "send:450 4.2.0 try later", "rcpt:<e@d.test>", "send:250 2.0.0 ok",
-                         "send:354 End data with <CR><LF>.<CR><LF>", "content:x\r\n", "message",
-                         "send:451 4.4.1 smart host down", "send:221 2.0.0 mx.test Bye", "close"});
+    CHECK(h.ev == events{"mail:<a@b.test>", "rcpt:<c@d.test>", "rcpt:<e@d.test>",
+                         "send:250 2.1.0 Sender ok", "send:450 4.2.0 try later",
+                         "send:250 2.0.0 ok", "send:354 End data with <CR><LF>.<CR><LF>",
+                         "content:x\r\n", "message", "send:451 4.4.1 smart host down",
+                         "send:221 2.0.0 mx.test Bye", "close"});
     CHECK(h.s.messages() == 0);
 }
 
@@ -989,7 +992,9 @@ TEST_CASE("deferred: a rejected MAIL leaves no transaction, RCPT then 503") {
     h.ready();
     h.feed("MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\n");
     h.s.answer({550, "5.7.1", "unknown tenant"});
-    CHECK(h.ev == events{"mail:<a@b.test>", "send:550 5.7.1 unknown tenant",
+    // The RCPT went on behind the MAIL; its answer is replaced by the 503.
+    h.s.answer({250, "2.1.5", "Ok"});
+    CHECK(h.ev == events{"mail:<a@b.test>", "rcpt:<c@d.test>", "send:550 5.7.1 unknown tenant",
                          "send:503 5.5.1 Error: need MAIL command"});
 }
 
@@ -1033,6 +1038,510 @@ TEST_CASE("feed() from inside a callback is queued, not recursed") {
     h.feed("MAIL FROM:<a@b.test>\r\n");
     CHECK(h.ev == events{"mail:<a@b.test>", "send:250 2.1.0 Ok", "rcpt:<late@d.test>",
                          "send:250 2.1.5 Ok"});
+}
+
+// ---- pipelined MAIL/RCPT groups (RFC 2920 §3.1): decisions ahead of answers --------------
+
+namespace {
+
+std::string rcpts(int from, int to) {
+    std::string w;
+    for (int i = from; i <= to; ++i) w += "RCPT TO:<" + std::to_string(i) + "@d.test>\r\n";
+    return w;
+}
+
+const std::string reply_354 = "send:354 End data with <CR><LF>.<CR><LF>";
+const std::string need_mail = "send:503 5.5.1 Error: need MAIL command";
+
+}  // namespace
+
+TEST_CASE("pipelining: MAIL, RCPT x3, DATA in one write asks every decision before any answer") {
+    harness h;
+    h.deferred = true;
+    h.ready();
+    h.feed("MAIL FROM:<a@b.test>\r\n" + rcpts(1, 3) + "DATA\r\n");
+    CHECK(h.ev ==
+          events{"mail:<a@b.test>", "rcpt:<1@d.test>", "rcpt:<2@d.test>", "rcpt:<3@d.test>"});
+    CHECK(h.pending == 4);
+    CHECK(h.s.current_phase() == phase::waiting);
+    CHECK(h.s.buffered_bytes() == 6);  // DATA waits for the final recipient count
+    CHECK_FALSE(h.s.in_transaction());
+    h.ev.clear();
+    h.s.answer({250, "2.1.0", "Sender ok"});
+    CHECK(h.s.in_transaction());
+    h.s.answer({250, "2.1.5", "one"});
+    h.s.answer({250, "2.1.5", "two"});
+    CHECK(h.ev == events{"send:250 2.1.0 Sender ok", "send:250 2.1.5 one", "send:250 2.1.5 two"});
+    CHECK(h.s.current_phase() == phase::waiting);
+    h.s.answer({250, "2.1.5", "three"});
+    CHECK(h.ev == events{"send:250 2.1.0 Sender ok", "send:250 2.1.5 one", "send:250 2.1.5 two",
+                         "send:250 2.1.5 three", reply_354});
+    CHECK(h.s.current_phase() == phase::data);
+    CHECK(h.s.buffered_bytes() == 0);
+    h.feed("x\r\n.\r\n");
+    h.s.answer({250, "2.0.0", "queued"});
+    CHECK(h.ev.back() == "send:250 2.0.0 queued");
+    CHECK(h.s.messages() == 1);
+}
+
+TEST_CASE("pipelining: mixed RCPT answers, DATA counts only the accepted ones") {
+    harness h;
+    h.deferred = true;
+    h.ready();
+    h.feed("MAIL FROM:<a@b.test>\r\n" + rcpts(1, 3) + "DATA\r\n");
+    h.s.answer({250, "2.1.0", "Ok"});
+    h.s.answer({550, "5.1.1", "no 1"});
+    h.s.answer({250, "2.1.5", "ok 2"});
+    h.s.answer({550, "5.1.1", "no 3"});
+    CHECK(std::vector(h.ev.end() - 5, h.ev.end()) ==
+          events{"send:250 2.1.0 Ok", "send:550 5.1.1 no 1", "send:250 2.1.5 ok 2",
+                 "send:550 5.1.1 no 3", reply_354});
+    h.feed(".\r\n");
+    h.s.answer({250, "2.0.0", "queued"});
+    // One recipient accepted: two more fit under max_recipients = 3.
+    h.feed("MAIL FROM:<a@b.test>\r\n" + rcpts(4, 5));
+    h.s.answer({250, "2.1.0", "Ok"});
+    CHECK(h.count("rcpt:<5@d.test>") == 1);
+
+    harness none;
+    none.deferred = true;
+    none.ready();
+    none.feed("MAIL FROM:<a@b.test>\r\n" + rcpts(1, 2) + "DATA\r\n");
+    none.s.answer({250, "2.1.0", "Ok"});
+    none.s.answer({550, "5.1.1", "no"});
+    none.s.answer({450, "4.2.0", "later"});
+    CHECK(none.ev.back() == "send:554 5.5.1 Error: no valid recipients");
+    CHECK(none.count(reply_354) == 0);
+}
+
+TEST_CASE("pipelining: MAIL refused after RCPTs went on: 503 for each, no reset, not errors") {
+    auto cfg = test_config();
+    cfg.max_errors = 2;  // the two 503s of the RCPTs would otherwise close the session
+    harness h(cfg);
+    h.deferred = true;
+    h.ready();
+    h.feed("MAIL FROM:<a@b.test>\r\n" + rcpts(1, 2) + "DATA\r\n");
+    CHECK(h.ev == events{"mail:<a@b.test>", "rcpt:<1@d.test>", "rcpt:<2@d.test>"});
+    h.s.answer({451, "4.4.3", "Smart host unavailable"});
+    CHECK_FALSE(h.s.in_transaction());
+    h.s.answer({250, "2.1.5", "Ok"});       // ignored: its MAIL was refused
+    h.s.answer({451, "4.4.2", "Lost it"});  // ignored too
+    CHECK(h.ev == events{"mail:<a@b.test>", "rcpt:<1@d.test>", "rcpt:<2@d.test>",
+                         "send:451 4.4.3 Smart host unavailable", need_mail, need_mail,
+                         need_mail});  // the last one is DATA's
+    CHECK(h.count("reset") == 0);
+    CHECK_FALSE(h.closed);  // only DATA's 503 counted
+    CHECK(h.s.current_phase() == phase::command);
+    h.s.answer({250, "2.0.0", "stray"});  // nothing pending: ignored
+    CHECK(h.ev.back() == need_mail);
+}
+
+TEST_CASE("pipelining: replies the session makes behind a refused MAIL become 503 too") {
+    harness h;
+    h.deferred = true;
+    h.ready();
+    h.feed("MAIL FROM:<a@b.test>\r\nRCPT TO:<1@d.test>\r\nRCPT TO:<a b@c.test>\r\n");
+    CHECK(h.pending == 2);
+    h.s.answer({550, "5.7.1", "no"});
+    h.s.answer({250, "2.1.5", "Ok"});
+    CHECK(h.ev ==
+          events{"mail:<a@b.test>", "rcpt:<1@d.test>", "send:550 5.7.1 no", need_mail, need_mail});
+}
+
+TEST_CASE("pipelining: RCPT checks use the pending MAIL's SMTPUTF8") {
+    harness h;
+    h.deferred = true;
+    h.ready();
+    h.feed("MAIL FROM:<a@b.test> SMTPUTF8\r\nRCPT TO:<m\xc3\xbcller@b.test>\r\n");
+    CHECK(h.count("rcpt:<m\xc3\xbcller@b.test>") == 1);
+    h.s.answer({250, "2.1.0", "Ok"});
+    h.s.answer({250, "2.1.5", "Ok"});
+    h.feed("RSET\r\n");
+    h.ev.clear();
+    h.feed("MAIL FROM:<a@b.test>\r\nRCPT TO:<m\xc3\xbcller@b.test>\r\nRCPT TO:<1@d.test>\r\n");
+    CHECK(h.ev == events{"mail:<a@b.test>", "rcpt:<1@d.test>"});  // the 553 is held
+    h.s.answer({250, "2.1.0", "Ok"});
+    h.s.answer({250, "2.1.5", "Ok"});
+    CHECK(h.ev == events{"mail:<a@b.test>", "rcpt:<1@d.test>", "send:250 2.1.0 Ok",
+                         "send:553 5.6.7 Error: non-ASCII address needs SMTPUTF8",
+                         "send:250 2.1.5 Ok"});
+}
+
+TEST_CASE("pipelining: 452 for a RCPT over max_recipients comes after the earlier replies") {
+    auto cfg = test_config();
+    cfg.max_recipients = 2;
+    harness h(cfg);
+    h.deferred = true;
+    h.ready();
+    h.feed("MAIL FROM:<a@b.test>\r\n");
+    h.s.answer({250, "2.1.0", "Ok"});
+    h.ev.clear();
+    h.feed(rcpts(1, 3));
+    // Two in flight count against the limit: the third is refused at once,
+    // but its 452 waits for the first two replies.
+    CHECK(h.ev == events{"rcpt:<1@d.test>", "rcpt:<2@d.test>"});
+    const std::string r452 = format_reply({452, "4.5.3", "Error: too many recipients"});
+    CHECK(h.s.buffered_bytes() == r452.size());
+    h.s.answer({250, "2.1.5", "one"});
+    CHECK(h.ev.back() == "send:250 2.1.5 one");
+    h.s.answer({250, "2.1.5", "two"});
+    CHECK(h.ev == events{"rcpt:<1@d.test>", "rcpt:<2@d.test>", "send:250 2.1.5 one",
+                         "send:250 2.1.5 two", "send:452 4.5.3 Error: too many recipients"});
+    CHECK(h.s.buffered_bytes() == 0);
+    CHECK(h.s.current_phase() == phase::command);
+
+    // The same with the MAIL itself still pending.
+    harness m(cfg);
+    m.deferred = true;
+    m.ready();
+    m.feed("MAIL FROM:<a@b.test>\r\n" + rcpts(1, 3));
+    CHECK(m.ev == events{"mail:<a@b.test>", "rcpt:<1@d.test>", "rcpt:<2@d.test>"});
+    m.s.answer({250, "2.1.0", "Ok"});
+    m.s.answer({250, "2.1.5", "one"});
+    CHECK(m.count("send:452 4.5.3 Error: too many recipients") == 0);
+    m.s.answer({250, "2.1.5", "two"});
+    CHECK(m.ev == events{"mail:<a@b.test>", "rcpt:<1@d.test>", "rcpt:<2@d.test>",
+                         "send:250 2.1.0 Ok", "send:250 2.1.5 one", "send:250 2.1.5 two",
+                         "send:452 4.5.3 Error: too many recipients"});
+}
+
+TEST_CASE("pipelining: at most max_recipients commands go ahead; the rest waits as input") {
+    harness h;  // max_recipients = 3
+    h.deferred = true;
+    h.ready();
+    const std::string w = "MAIL FROM:<a@b.test>\r\n" + rcpts(1, 5);
+    h.feed(w);
+    CHECK(h.pending == 4);  // MAIL and 3 RCPTs
+    CHECK(h.s.buffered_bytes() == 2 * rcpts(4, 4).size());
+    for (int i = 0; i < 4; ++i) h.s.answer({250, "2.0.0", "ok " + std::to_string(i)});
+    CHECK(h.ev == events{"mail:<a@b.test>", "rcpt:<1@d.test>", "rcpt:<2@d.test>", "rcpt:<3@d.test>",
+                         "send:250 2.0.0 ok 0", "send:250 2.0.0 ok 1", "send:250 2.0.0 ok 2",
+                         "send:250 2.0.0 ok 3", "send:452 4.5.3 Error: too many recipients",
+                         "send:452 4.5.3 Error: too many recipients"});
+    CHECK(h.s.buffered_bytes() == 0);
+}
+
+TEST_CASE("pipelining: a bad RCPT behind a pending one gets its 501 after it") {
+    harness h;
+    h.deferred = true;
+    h.ready();
+    h.feed("MAIL FROM:<a@b.test>\r\n");
+    h.s.answer({250, "2.1.0", "Ok"});
+    h.ev.clear();
+    h.feed("RCPT TO:<1@d.test>\r\nRCPT TO:<a b@c.test>\r\nRCPT TO:<2@d.test>\r\n");
+    CHECK(h.ev == events{"rcpt:<1@d.test>", "rcpt:<2@d.test>"});
+    CHECK(h.s.buffered_bytes() ==
+          format_reply({501, "5.1.3", "Bad recipient address syntax"}).size());
+    h.s.answer({550, "5.1.1", "no 1"});
+    CHECK(h.ev == events{"rcpt:<1@d.test>", "rcpt:<2@d.test>", "send:550 5.1.1 no 1",
+                         "send:501 5.1.3 Bad recipient address syntax"});
+    h.s.answer({250, "2.1.5", "ok 2"});
+    CHECK(h.ev.back() == "send:250 2.1.5 ok 2");
+    CHECK(h.s.current_phase() == phase::command);
+}
+
+TEST_CASE("pipelining: max_errors reached behind pending decisions: 421 after them, then close") {
+    auto cfg = test_config();
+    cfg.max_errors = 1;
+    harness h(cfg);
+    h.deferred = true;
+    h.ready();
+    h.feed("MAIL FROM:<a@b.test>\r\n");
+    h.s.answer({250, "2.1.0", "Ok"});
+    h.ev.clear();
+    h.feed("RCPT TO:<1@d.test>\r\nRCPT TO:<>\r\nRCPT TO:<2@d.test>\r\n");
+    CHECK(h.ev == events{"rcpt:<1@d.test>"});  // nothing read after the last error
+    CHECK_FALSE(h.closed);
+    h.s.answer({250, "2.1.5", "Ok"});
+    CHECK(h.ev == events{"rcpt:<1@d.test>", "send:250 2.1.5 Ok",
+                         "send:501 5.1.3 Bad recipient address syntax",
+                         "send:421 4.7.0 mx.test Error: too many errors", "reset", "close"});
+}
+
+TEST_CASE("pipelining: RSET or QUIT behind pending RCPTs waits for their answers") {
+    harness h;
+    h.deferred = true;
+    h.ready();
+    h.feed("MAIL FROM:<a@b.test>\r\n");
+    h.s.answer({250, "2.1.0", "Ok"});
+    h.ev.clear();
+    h.feed(rcpts(1, 2) + "RSET\r\n");
+    CHECK(h.ev == events{"rcpt:<1@d.test>", "rcpt:<2@d.test>"});
+    h.s.answer({250, "2.1.5", "one"});
+    CHECK(h.count("reset") == 0);
+    h.s.answer({550, "5.1.1", "two"});
+    CHECK(h.ev == events{"rcpt:<1@d.test>", "rcpt:<2@d.test>", "send:250 2.1.5 one",
+                         "send:550 5.1.1 two", "reset", "send:250 2.0.0 Ok"});
+    CHECK_FALSE(h.s.in_transaction());
+
+    harness q;
+    q.deferred = true;
+    q.ready();
+    q.feed("MAIL FROM:<a@b.test>\r\n" + rcpts(1, 1) + "QUIT\r\n");
+    q.s.answer({250, "2.1.0", "Ok"});
+    CHECK_FALSE(q.closed);
+    q.s.answer({250, "2.1.5", "Ok"});
+    CHECK(q.ev == events{"mail:<a@b.test>", "rcpt:<1@d.test>", "send:250 2.1.0 Ok",
+                         "send:250 2.1.5 Ok", "send:221 2.0.0 mx.test Bye", "reset", "close"});
+}
+
+TEST_CASE("pipelining: peer close, timeout or shutdown while RCPT answers are pending") {
+    harness h;
+    h.deferred = true;
+    h.ready();
+    h.feed("MAIL FROM:<a@b.test>\r\n");
+    h.s.answer({250, "2.1.0", "Ok"});
+    h.feed(rcpts(1, 3));
+    h.s.peer_closed();
+    CHECK(std::vector(h.ev.end() - 2, h.ev.end()) == events{"reset", "close"});
+    const auto seen = h.ev;
+    for (int i = 0; i < 3; ++i) h.s.answer({250, "2.1.5", "late"});  // ignored
+    h.feed("DATA\r\n");
+    CHECK(h.ev == seen);
+    CHECK(h.s.buffered_bytes() == 0);
+
+    // MAIL still pending: no transaction was ever opened, so no reset.
+    harness m;
+    m.deferred = true;
+    m.ready();
+    m.feed("MAIL FROM:<a@b.test>\r\n" + rcpts(1, 2));
+    m.s.peer_closed();
+    m.s.answer({250, "2.1.0", "late"});
+    CHECK(m.ev == events{"mail:<a@b.test>", "rcpt:<1@d.test>", "rcpt:<2@d.test>", "close"});
+    CHECK_FALSE(m.s.in_transaction());
+
+    // A timeout sends its 421 at once; the held 501 is never sent.
+    harness t;
+    t.deferred = true;
+    t.ready();
+    t.feed("MAIL FROM:<a@b.test>\r\n");
+    t.s.answer({250, "2.1.0", "Ok"});
+    t.ev.clear();
+    t.feed("RCPT TO:<1@d.test>\r\nRCPT TO:<>\r\n");
+    t.s.timed_out("smart host");
+    CHECK(t.ev == events{"rcpt:<1@d.test>", "send:421 4.4.2 mx.test Error: timeout exceeded",
+                         "reset", "close"});
+
+    // Shutdown waits for the pending answers and the transaction.
+    harness s;
+    s.deferred = true;
+    s.ready();
+    s.feed("MAIL FROM:<a@b.test>\r\n" + rcpts(1, 1));
+    s.s.shutdown();
+    s.s.answer({550, "5.7.1", "no"});
+    CHECK_FALSE(s.closed);
+    s.s.answer({250, "2.1.5", "Ok"});
+    CHECK(s.ev == events{"mail:<a@b.test>", "rcpt:<1@d.test>", "send:550 5.7.1 no", need_mail,
+                         "send:421 4.3.2 mx.test Service shutting down", "close"});
+}
+
+TEST_CASE("pipelining: 100 RCPTs in one write, 100 decisions before any answer, replies in order") {
+    auto cfg = test_config();
+    cfg.max_recipients = 100;
+    harness h(cfg);
+    h.deferred = true;
+    h.ready();
+    h.feed("MAIL FROM:<a@b.test>\r\n" + rcpts(1, 100) + "DATA\r\n");
+    REQUIRE(h.ev.size() == 101);
+    for (int i = 1; i <= 100; ++i) CHECK(h.ev[i] == "rcpt:<" + std::to_string(i) + "@d.test>");
+    CHECK(h.pending == 101);
+    CHECK(h.s.buffered_bytes() == 6);
+    h.ev.clear();
+    h.s.answer({250, "2.1.0", "Ok"});
+    for (int i = 1; i <= 100; ++i)
+        h.s.answer(i % 7 ? reply{250, "2.1.5", "ok " + std::to_string(i)}
+                         : reply{550, "5.1.1", "no " + std::to_string(i)});
+    REQUIRE(h.ev.size() == 102);
+    CHECK(h.ev[0] == "send:250 2.1.0 Ok");
+    for (int i = 1; i <= 100; ++i)
+        CHECK(h.ev[i] == (i % 7 ? "send:250 2.1.5 ok " : "send:550 5.1.1 no ") + std::to_string(i));
+    CHECK(h.ev.back() == reply_354);
+}
+
+TEST_CASE("pipelining: nothing goes ahead past a non-RCPT command (BDAT bytes stay content)") {
+    harness h;
+    h.deferred = true;
+    h.ready();
+    const std::string chunk = "RCPT TO:<evil@x.test>\r\n";
+    h.feed("MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nBDAT " + std::to_string(chunk.size()) +
+           " LAST\r\n" + chunk + "NOOP\r\nRCPT TO:<late@x.test>\r\n");
+    CHECK(h.ev == events{"mail:<a@b.test>", "rcpt:<c@d.test>"});
+    h.s.answer({250, "2.1.0", "Ok"});
+    h.s.answer({250, "2.1.5", "Ok"});
+    CHECK(h.ev == events{"mail:<a@b.test>", "rcpt:<c@d.test>", "send:250 2.1.0 Ok",
+                         "send:250 2.1.5 Ok", "content:" + chunk, "message"});
+    CHECK(h.count("rcpt:<evil@x.test>") == 0);
+    h.s.answer({250, "2.0.0", "queued"});
+    // NOOP with input behind it is improper pipelining, as before.
+    CHECK(std::vector(h.ev.end() - 3, h.ev.end()) ==
+          events{"send:250 2.0.0 queued", "send:554 5.5.0 Error: improper command pipelining",
+                 "close"});
+}
+
+namespace {
+
+// The harness policy, and MAIL from "bad@..." refused.
+reply refusing_policy(const std::string& kind, const std::string& arg) {
+    if (kind == "mail" && arg.rfind("bad", 0) == 0) return {451, "4.4.3", "Smart host down"};
+    if (kind == "mail") return {250, "2.1.0", "Ok"};
+    if (kind == "rcpt" && arg.rfind("bad", 0) == 0) return {550, "5.1.1", "No such user"};
+    if (kind == "rcpt") return {250, "2.1.5", "Ok"};
+    return {250, "2.0.0", "Ok: queued"};
+}
+
+// Answers decisions later, in the order asked.
+struct fifo_harness : harness {
+    explicit fifo_harness(server_config c) : harness(std::move(c)) {
+        deferred = true;
+        policy = refusing_policy;
+    }
+    std::vector<std::pair<std::string, std::string>> asked;
+    std::size_t next = 0;
+    void on_mail(const mail_command& m) override {
+        harness::on_mail(m);
+        asked.emplace_back("mail", m.reverse_path);
+    }
+    void on_rcpt(const rcpt_command& r) override {
+        harness::on_rcpt(r);
+        asked.emplace_back("rcpt", r.forward_path);
+    }
+    void on_message() override {
+        harness::on_message();
+        asked.emplace_back("message", "");
+    }
+    void drain() {
+        while (next < asked.size() && !closed) {
+            const auto [kind, arg] = asked[next++];
+            s.answer(policy(kind, arg));
+        }
+    }
+};
+
+// What the client sees and the content the owner gets, not when decisions were asked.
+events observable(const events& ev) {
+    events out;
+    for (const auto& e : ev)
+        if (e.rfind("mail:", 0) != 0 && e.rfind("rcpt:", 0) != 0) out.push_back(e);
+    return out;
+}
+
+// Random pipelined groups: MAIL (accepted or refused), RCPTs (accepted,
+// refused, bad syntax, non-ASCII), then DATA, BDAT, RSET, NOOP, MAIL or nothing.
+std::vector<std::string> random_dialogue(unsigned& seed) {
+    const auto rnd = [&seed](unsigned n) {
+        seed = seed * 1103515245u + 12345u;
+        return (seed >> 16) % n;
+    };
+    std::vector<std::string> w = {"EHLO client.test\r\n"};
+    const int groups = 1 + int(rnd(4));
+    for (int g = 0; g < groups; ++g) {
+        std::string group;
+        if (rnd(5) != 0)
+            group += rnd(3) == 0 ? "MAIL FROM:<bad@b.test>\r\n"
+                     : rnd(2)    ? "MAIL FROM:<a@b.test>\r\n"
+                                 : "MAIL FROM:<a@b.test> SMTPUTF8\r\n";
+        const int n = int(rnd(8));
+        for (int i = 0; i < n; ++i) {
+            switch (rnd(6)) {
+                case 0:
+                    group += "RCPT TO:<bad" + std::to_string(i) + "@d.test>\r\n";
+                    break;
+                case 1:
+                    group += "RCPT TO:<x y@d.test>\r\n";
+                    break;
+                case 2:
+                    group += "RCPT TO:<m\xc3\xbc" + std::to_string(i) + "@d.test>\r\n";
+                    break;
+                default:
+                    group += "RCPT TO:<r" + std::to_string(i) + "@d.test>\r\n";
+                    break;
+            }
+        }
+        switch (rnd(6)) {
+            case 0:
+                w.push_back(group + "DATA\r\n");
+                w.push_back("x\r\n.\r\n");
+                continue;
+            case 1:
+                group += "BDAT 5 LAST\r\nRCPT\r";
+                break;
+            case 2:
+                group += "RSET\r\n";
+                break;
+            case 3:
+                group += "NOOP\r\n";
+                break;
+            case 4:
+                group += "MAIL FROM:<c@b.test>\r\n";
+                break;
+            default:
+                break;
+        }
+        w.push_back(group);
+    }
+    w.push_back("QUIT\r\n");
+    return w;
+}
+
+}  // namespace
+
+TEST_CASE("pipelining: replies are the same whether answers come at once or later") {
+    auto cfg = test_config();
+    cfg.max_recipients = 1000;  // in-flight RCPTs count toward the limit: keep it out of reach
+    cfg.max_errors = 0;  // refused MAIL: later 503s count when lock-step, not when handled ahead
+    unsigned seed = 2920;
+    for (int round = 0; round < 300; ++round) {
+        const auto w = random_dialogue(seed);
+        CAPTURE(round);
+        std::string script;
+        for (const auto& x : w) script += x + "\x01";
+        CAPTURE(script);
+        harness lockstep(cfg);  // answers inside the callbacks
+        lockstep.policy = refusing_policy;
+        lockstep.s.greet();
+        for (const auto& x : w) lockstep.feed(x);
+        const events at_once = observable(lockstep.ev);
+        for (bool bytes : {false, true}) {
+            CAPTURE(bytes);
+            fifo_harness h(cfg);
+            h.s.greet();
+            for (const auto& x : w) {
+                if (!bytes) {
+                    h.feed(x);
+                    h.drain();
+                    continue;
+                }
+                for (char c : x) {
+                    h.feed(std::string_view(&c, 1));
+                    if (c == '\n') h.drain();
+                }
+                h.drain();
+            }
+            REQUIRE(observable(h.ev) == at_once);
+        }
+    }
+}
+
+TEST_CASE("pipelining: answers inside the callbacks behave as before") {
+    harness h;  // answers at once
+    h.ready();
+    h.feed("MAIL FROM:<a@b.test>\r\n" + rcpts(1, 2) + "DATA\r\n");
+    CHECK(h.ev == events{"mail:<a@b.test>", "send:250 2.1.0 Ok", "rcpt:<1@d.test>",
+                         "send:250 2.1.5 Ok", "rcpt:<2@d.test>", "send:250 2.1.5 Ok", reply_354});
+}
+
+TEST_CASE("pipelining: trace shows one waiting phase for a whole group") {
+    auto cfg = test_config();
+    cfg.trace = true;
+    harness h(cfg);
+    h.deferred = true;
+    h.ready();
+    h.logs.clear();
+    h.feed("MAIL FROM:<a@b.test>\r\n" + rcpts(1, 2));
+    CHECK(h.logs == std::vector<std::string>{"phase command -> waiting"});
+    for (int i = 0; i < 3; ++i) h.s.answer({250, "2.0.0", "Ok"});
+    CHECK(h.logs ==
+          std::vector<std::string>{"phase command -> waiting", "phase waiting -> command"});
 }
 
 // ---- shutdown, timeouts, peer close, refuse ------------------------------------------------

@@ -107,7 +107,16 @@ public:
     session(listener& l, runtime::connection& c, const runtime::socket_address& peer);
     ~session() override;
 
-    void answer(const smtp::reply& r) { smtp_.answer(r); }
+    void answer(const smtp::reply& r);
+
+    // Back-pressure: stop reading from the client while any reason holds
+    // (the smart host is behind, the shard's memory budget is spent, commands
+    // are piling up behind a pending decision). Time spent held is not the
+    // client's: its timeouts and --min-data-rate window pause meanwhile.
+    enum hold_reason : unsigned { hold_outbound = 1, hold_budget = 2, hold_input = 4 };
+    void hold(hold_reason why);
+    void release(hold_reason why);
+    bool held() const noexcept { return holds_ != 0; }
     void set_handler(std::unique_ptr<transaction_handler> h) { handler_ = std::move(h); }
     transaction_handler* handler() const noexcept { return handler_.get(); }
 
@@ -154,6 +163,9 @@ private:
     std::unique_ptr<transaction_handler> handler_;
     std::shared_ptr<int> alive_;
     std::string helo_;
+    void check_input_bound();
+
+    unsigned holds_ = 0;
     bool in_content_ = false;
     std::chrono::steady_clock::time_point window_start_{};
     std::uint64_t window_bytes_ = 0;

@@ -15,6 +15,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -77,11 +78,12 @@ public:
     // kind is mail, rcpt or data. The reply is the smart host's, or ours when
     // the connection failed (451 4.4.2), timed out (421 4.4.2) or was unusable.
     virtual void on_reply(smtp::command_kind kind, const smtp::reply& r) = 0;
+    // The connection's backlog (lease::backlog()) has gone to zero.
+    virtual void on_drained() {}
 };
 
 namespace detail {
 class link;
-struct dest_state;
 }  // namespace detail
 
 class pool;
@@ -112,6 +114,23 @@ public:
     // dot-stuffed with bare CR/LF made CRLF. Kept until its reply.
     void data(std::string content);
 
+    // A message streamed while it still arrives: begin, content as it comes
+    // (a BDAT chunk per call with CHUNKING, else DATA dot-stuffed as it goes),
+    // end; its one data reply follows end_message(), or comes earlier when the
+    // smart host refuses a chunk (then later content is dropped). The pieces
+    // need to stay valid only during the call.
+    void begin_message();
+    void message_content(std::span<const std::string_view> pieces);
+    void end_message();
+    // The message must never be completed (the client went away, the message
+    // turned out bad): no data reply follows; release() then RSETs, or closes
+    // the connection when the DATA stream can only be ended by its final dot.
+    void abandon_message();
+    // Bytes written to the smart host but not yet on the wire, including
+    // content held until the 354: the writer pauses its source above a
+    // watermark and goes on at transaction_events::on_drained().
+    std::size_t backlog() const noexcept;
+
     // Back to the pool: reused only when reusable, the connection is healthy,
     // no reply is outstanding and max_messages is not reached; an unfinished
     // transaction is RSET first (RFC 5321 §4.1.1.5). Otherwise QUIT (or
@@ -129,8 +148,7 @@ public:
     std::uint64_t connection_id() const noexcept;     // runtime connection id, for logs
 
 private:
-    friend class pool;
-    friend class detail::link;
+    friend class pool;  // only the pool binds a lease to a connection it made
     explicit lease(std::shared_ptr<detail::link> l) : link_(std::move(l)) {}
     std::shared_ptr<detail::link> link_;
 };
@@ -169,31 +187,15 @@ public:
     // leased ones QUIT when released. Also done when the reactor stops.
     void shutdown();
 
-    const pool_stats& stats() const noexcept { return stats_; }
-    const pool_options& options() const noexcept { return opts_; }
-    runtime::reactor& owner() const noexcept { return reactor_; }
+    const pool_stats& stats() const noexcept;
+    const pool_options& options() const noexcept;
+    runtime::reactor& owner() const noexcept;
 
 private:
-    friend class detail::link;
-    friend class lease;
-
-    detail::dest_state& state_for(const destination& d);
-    void schedule(detail::dest_state& ds);
-    void dispatch(detail::dest_state& ds);
-    void start_connect(detail::dest_state& ds);
-    void hand_out(detail::dest_state& ds, std::shared_ptr<detail::link> l);
-    void setup_failed(detail::dest_state& ds, const smtp::reply& r, const std::string& detail);
-    void fail_waiters(detail::dest_state& ds, const smtp::reply& r, const std::string& detail);
-    void link_closed(detail::link* l);
-
-    runtime::reactor& reactor_;
-    pool_options opts_;
-    pool_stats stats_;
-    bool shutting_down_ = false;
-    std::uint64_t next_ticket_ = 1;
-    std::unordered_map<std::string, std::unique_ptr<detail::dest_state>> dests_;
-    std::unordered_map<detail::link*, std::shared_ptr<detail::link>> links_;
-    std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // guards post()ed work
+    // Destinations, waiters and connections, in src/outbound/pool.cpp: it is also what each
+    // connection reports to (detail::link_owner), which keeps that interface out of this header.
+    class impl;
+    std::unique_ptr<impl> impl_;
 };
 
 }  // namespace sigrelay::outbound

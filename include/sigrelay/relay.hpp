@@ -12,6 +12,7 @@
 #include <sigrelay/tenants.hpp>
 
 #include <ctime>
+#include <deque>
 #include <memory>
 #include <span>
 #include <string>
@@ -27,13 +28,63 @@ struct relay_options {
     outbound::pool_options pool;
     bool log_messages = true;
     bool json_logs = false;
+    // The part to sign (with the headers on the way to it) is held in memory
+    // until it ends; a larger one is relayed stamped only (--max-signed-part).
+    std::size_t max_signed_part = 8u << 20;
+    // Message bytes the shard's transactions may hold at once (--memory-budget).
+    // When they hold more, every transaction but the oldest holder stops
+    // reading content until memory is given back (back-pressure, never a
+    // refusal); the oldest always goes on, so the shard cannot deadlock.
+    std::size_t memory_budget = 128u << 20;
+    // Above this many bytes written to the smart host and not yet sent, the
+    // client's content is not read until they are (per transaction).
+    std::size_t outbound_high_water = 1u << 20;
+    // A unique name of this host for queue ids (default: the host name).
+    std::string queue_id_host;
 };
 
 struct relay_stats {
     std::uint64_t transactions = 0, relayed = 0, signed_messages = 0, stamped = 0, untouched = 0;
     std::uint64_t rejected_tenant = 0, rejected_requirements = 0;
     std::uint64_t smart_host_4xx = 0, smart_host_5xx = 0, outbound_failures = 0;
+    std::uint64_t abandoned = 0;  // messages given up before their end (client gone, bad content)
     std::uint64_t bytes_in = 0, bytes_out = 0;
+    std::uint64_t budget_waits = 0;  // times a transaction waited for the memory budget
+};
+
+// The shard's byte budget for message content held in memory. Not shared
+// across threads. A holder is anything that keeps bytes (a transaction's
+// undecided prefix); holders are served oldest first.
+class memory_budget {
+public:
+    class holder {
+    public:
+        virtual ~holder() = default;
+        // The budget has room again (or this holder became the oldest): read on.
+        virtual void budget_available() = 0;
+
+    private:
+        friend class memory_budget;  // the budget keeps its own bookkeeping here
+        std::size_t charged_ = 0;
+        bool holding_ = false, waiting_ = false;
+    };
+
+    explicit memory_budget(std::size_t limit) : limit_(limit) {}
+    // Sets what `h` holds now. False when the holder must wait (the budget is
+    // spent and `h` is not the oldest holder): it is told budget_available().
+    bool set(holder& h, std::size_t bytes);
+    // `h` holds nothing any more and waits for nothing (also from its destructor).
+    void forget(holder& h);
+
+    std::size_t used() const noexcept { return used_; }
+    std::size_t limit() const noexcept { return limit_; }
+
+private:
+    void wake();
+    std::size_t limit_;
+    std::size_t used_ = 0;
+    std::deque<holder*> holders_;  // oldest first
+    std::deque<holder*> waiters_;
 };
 
 // One shard's relay: the tenants snapshot it serves, its outbound pool and
@@ -54,21 +105,29 @@ public:
     outbound::pool& pool() noexcept { return pool_; }
     void shutdown() { pool_.shutdown(); }
 
-private:
-    friend class proxy;
+    // ---- for the transactions of this shard ----------------------------------------
+    const relay_options& options() const noexcept { return opts_; }
+    const std::shared_ptr<const tenants::snapshot>& snapshot() const noexcept { return snap_; }
+    relay_stats& counters() noexcept { return stats_; }
+    memory_budget& budget() noexcept { return budget_; }
+    std::size_t budget_used() const noexcept { return budget_.used(); }
     // The tenant's smart host, resolved and with its client context (built on
     // first use, per shard: no TLS context is shared between threads).
     result<outbound::destination> destination_for(const tenants::tenant& t);
+    // Unique across hosts, restarts and shards: host, start time, shard, sequence.
     std::string next_queue_id();
 
+private:
     runtime::reactor& reactor_;
     const relay_options& opts_;
     std::shared_ptr<const tenants::snapshot> snap_;
     outbound::pool pool_;
+    memory_budget budget_;
     std::unordered_map<std::string, outbound::destination> destinations_;
     relay_stats stats_;
     unsigned index_;
     std::uint64_t queue_seq_ = 0;
+    std::string queue_prefix_;
 };
 
 }  // namespace sigrelay::relay

@@ -20,7 +20,7 @@ struct server_config {
     std::string hostname = "localhost";  // greeting and EHLO
     std::string greeting_text = "ESMTP sigrelay";
     std::uint64_t max_message_size = 150ull << 20;  // SIZE, 552 5.3.4 beyond
-    unsigned max_recipients = 1000;                 // 452 4.5.3 beyond
+    unsigned max_recipients = 1000;                 // 452 4.5.3 beyond (in-flight RCPTs count)
     bool tls_available = false;                     // advertise STARTTLS (until TLS is active)
     bool require_tls = true;                        // MAIL before STARTTLS → 530 5.7.0
     bool chunking = true;                           // advertise CHUNKING, accept BDAT
@@ -55,8 +55,13 @@ struct rcpt_command {
 
 // What the owner implements. Callbacks run inside feed()/answer()/... on the
 // owner's thread. A decision (on_mail, on_rcpt, on_message) is answered with
-// session::answer(), at once inside the callback or later; until then the
-// session buffers further input and processes nothing.
+// session::answer(), at once inside the callback or later. Several decisions
+// can be pending at once (RFC 2920 pipelining): while on_mail and/or on_rcpt
+// decisions wait for their answers, each further RCPT the client pipelined
+// is handled at once and may call on_rcpt again, so the owner can forward a
+// MAIL + RCPT group without a round trip per command. Every other command
+// (DATA, BDAT, RSET, EHLO, QUIT, MAIL, ...) is buffered until all pending
+// decisions are answered; on_message is always the only one pending.
 class session_events {
 public:
     virtual ~session_events() = default;
@@ -68,6 +73,10 @@ public:
     virtual void start_tls() = 0;
     virtual void on_helo(std::string_view /*domain*/, bool /*esmtp*/) {}
     virtual void on_mail(const mail_command& cmd) = 0;
+    // May come while the MAIL it follows is still pending (its parameters,
+    // e.g. SMTPUTF8, are already checked against that MAIL). If the MAIL is
+    // then answered with anything but 2yz, the RCPT must still be answered;
+    // the session ignores that answer and replies 503 5.5.1 (need MAIL).
     virtual void on_rcpt(const rcpt_command& cmd) = 0;
     // Message content, in order: DATA content dot-unstuffed with CRLF line
     // ends (the final CRLF.CRLF excluded), BDAT chunks byte-exact.
@@ -80,6 +89,7 @@ public:
     // answered); the answer to on_message ends a transaction without it.
     virtual void on_reset() {}
     // The session is over: flush what was sent, then close the connection.
+    // Decisions still pending are forgotten; answers after it are ignored.
     virtual void on_close() = 0;
     // A protocol event worth a log line (violations, limits). Peer text in it
     // is already printable and truncated.
@@ -90,7 +100,7 @@ enum class phase {
     not_started,  // before greet()
     command,      // reading commands (command timeout applies)
     data,         // reading DATA content or BDAT chunk bytes (data timeout)
-    waiting,      // a decision is pending
+    waiting,      // decisions are pending (RCPTs pipelined behind them are still read)
     tls,          // STARTTLS handshake in progress
     closed,
 };
@@ -111,7 +121,16 @@ public:
 
     // Bytes from the peer (plaintext: after TLS, decrypted bytes).
     void feed(std::span<const char> bytes);
-    // The answer to the pending on_mail / on_rcpt / on_message decision.
+    // The answer to the oldest pending on_mail / on_rcpt / on_message
+    // decision. Decisions are answered strictly in the order they were
+    // asked: an owner that learns a later answer first must hold it until
+    // the earlier ones are answered, and an answer given inside on_rcpt
+    // while earlier decisions are pending answers the earliest of them (a
+    // smart host's replies over one pipelined connection already come in
+    // order, RFC 2920 §3.1). Replies go to the peer in
+    // command order (RFC 2920 §3.1): a reply the session makes itself for a
+    // RCPT handled behind pending decisions (452, 501, 553...) is held until
+    // those are answered. Ignored when nothing is pending or after close.
     void answer(const reply& r);
     // The TLS handshake succeeded: the session restarts (EHLO required).
     void tls_started();
@@ -125,13 +144,15 @@ public:
 
     phase current_phase() const noexcept;
     bool tls_active() const noexcept;
-    bool in_transaction() const noexcept;     // from MAIL until its end
+    bool in_transaction() const noexcept;     // from MAIL's 2yz answer until its end
     std::uint64_t messages() const noexcept;  // messages answered 2yz
 
-    // Input held by the session: a partial command line, or commands
-    // pipelined behind a pending decision. The owner stops reading from the
-    // socket while this is at or above input_high_water (back-pressure; the
-    // session itself never drops pipelined input).
+    // Octets held by the session: a partial command line, commands
+    // pipelined behind pending decisions, and replies held back behind
+    // pending decisions for order. The owner stops reading from the socket
+    // while this is at or above input_high_water (back-pressure; the session
+    // itself never drops pipelined input). At most max_recipients RCPTs are
+    // handled ahead of the oldest pending decision; input beyond waits here.
     std::size_t buffered_bytes() const noexcept;
     static constexpr std::size_t input_high_water = 64 * 1024;
 

@@ -28,6 +28,9 @@ public:
     // The TLS handshake finished; stream::tls_info() is valid.
     virtual void on_tls_ready(stream&) {}
     virtual void on_timer(stream&, std::uint64_t /*tag*/) {}
+    // Everything written so far is on the wire (the send queue is empty):
+    // a writer paused for back-pressure may go on.
+    virtual void on_drained(stream&) {}
     virtual void on_shutdown(stream& s);
     // Last event. err: 0 on a clean close, else -errno; tls_error set when the
     // stream ended because TLS failed (handshake or record error).
@@ -41,6 +44,13 @@ public:
 
     // Plaintext to the peer (encrypted when TLS is active).
     void write(std::string_view plain);
+    // Between cork() and uncork(), writes are gathered and go out as full
+    // TLS records (16 KiB) instead of one record per write: a BDAT line and
+    // the slices of a chunk become one stream of records, not many small ones.
+    void cork() noexcept { ++corked_; }
+    void uncork();
+    // Bytes written but not yet on the wire (queued in the reactor).
+    std::size_t backlog() const noexcept { return conn_->queued_bytes() + staged_.size(); }
     // Server side of STARTTLS: from now on every byte from the socket is TLS.
     result<void> start_tls_server(const tls::context& ctx);
     // Client side: sends the ClientHello now.
@@ -66,6 +76,7 @@ public:
     void on_connected(runtime::connection&, int err) override;
     void on_data(runtime::connection&, std::span<const char> bytes) override;
     void on_timer(runtime::connection&, std::uint64_t tag) override;
+    void on_send_drained(runtime::connection&) override;
     void on_shutdown(runtime::connection&) override;
     void on_closed(runtime::connection&, int err) override;
 
@@ -79,6 +90,9 @@ private:
     bool tls_announced_ = false;
     std::string plain_;  // decrypted bytes awaiting delivery
     std::string out_;    // ciphertext awaiting send
+    std::string staged_;  // plaintext gathered while corked
+    unsigned corked_ = 0;
+    void encrypt(std::string_view plain);
     std::string tls_error_;
     std::uint64_t bytes_in_ = 0;
 };

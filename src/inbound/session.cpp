@@ -8,7 +8,11 @@ namespace sigrelay::inbound {
 
 namespace {
 enum timer_tag : std::uint64_t { idle_timer = 1, rate_timer = 2 };
-}
+
+// A client whose unread replies pile up past this is not reading them: an
+// SMTP client reads each reply (RFC 5321 §4.3), pipelining or not.
+constexpr std::size_t max_unread_output = 1 << 20;
+}  // namespace
 
 session::session(listener& l, runtime::connection& c, const runtime::socket_address& peer)
     : listener_(l),
@@ -33,8 +37,44 @@ void session::log(std::string_view line) const {
                  peer_.to_string().c_str(), static_cast<int>(line.size()), line.data());
 }
 
+void session::answer(const smtp::reply& r) {
+    smtp_.answer(r);
+    check_input_bound();
+    arm_timers();
+}
+
+void session::hold(hold_reason why) {
+    const bool was = holds_ != 0;
+    holds_ |= why;
+    if (was) return;
+    stream_.pause_reading();
+    stream_.cancel_timer(idle_timer);
+    if (in_content_) {
+        in_content_ = false;
+        stream_.cancel_timer(rate_timer);
+    }
+}
+
+void session::release(hold_reason why) {
+    if ((holds_ & why) == 0) return;
+    holds_ &= ~static_cast<unsigned>(why);
+    if (holds_ != 0) return;
+    stream_.resume_reading();
+    arm_timers();  // a fresh rate window: the hold was ours, not the client's
+}
+
+void session::check_input_bound() {
+    // Commands pipelined behind a pending decision are held by the SMTP
+    // session; past its high-water mark we stop reading more of them.
+    if (smtp_.buffered_bytes() >= smtp::server_session::input_high_water)
+        hold(hold_input);
+    else
+        release(hold_input);
+}
+
 void session::arm_timers() {
     const auto& o = listener_.opts_;
+    if (holds_ != 0) return;  // held by us: the client's clocks do not run
     switch (smtp_.current_phase()) {
         case smtp::phase::data:
             stream_.set_timer(idle_timer, o.data_timeout);
@@ -65,7 +105,10 @@ void session::arm_timers() {
 
 void session::on_plain(transport::stream&, std::span<const char> bytes) {
     if (in_content_) window_bytes_ += bytes.size();
+    std::weak_ptr<void> alive = alive_;
     smtp_.feed(bytes);
+    if (alive.expired()) return;
+    check_input_bound();
     arm_timers();
 }
 
@@ -116,7 +159,14 @@ void session::on_closed(transport::stream&, int, const std::string& tls_error) {
     delete this;
 }
 
-void session::send(std::string_view bytes) { stream_.write(bytes); }
+void session::send(std::string_view bytes) {
+    stream_.write(bytes);
+    if (stream_.backlog() > max_unread_output && !stream_.conn().closing()) {
+        log("client does not read its replies (" + std::to_string(stream_.backlog()) +
+            " bytes unsent), closing");
+        stream_.abort();
+    }
+}
 
 void session::start_tls() {
     if (listener_.tls_ == nullptr) {

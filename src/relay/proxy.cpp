@@ -1,21 +1,29 @@
-// The transaction proxy (docs/behaviour.md, Delivery): an inbound transaction is bound to a
-// pooled outbound connection from MAIL FROM on; every reply the client gets
-// for MAIL, RCPT and the message is the smart host's (or a 4yz of ours when
-// the smart host cannot be reached), so nothing is ever acknowledged that
-// only our memory holds.
+// The transaction proxy (docs/behaviour.md, Delivery): an inbound transaction
+// is bound to a pooled outbound connection from MAIL FROM on; every reply the
+// client gets for MAIL, RCPT and the message is the smart host's (or a 4yz of
+// ours when the smart host cannot be reached), so nothing is ever
+// acknowledged that only our memory holds.
+//
+// The message streams: each piece of content the client sends goes through
+// the signer and on to the smart host (a BDAT chunk, or DATA dot-stuffed) at
+// once, held back only while the signer still has to decide about it. The
+// LAST chunk (or the final dot) goes only once the client's message is
+// complete and accepted by our own checks; anything that fails before
+// abandons the outbound message, so the smart host never delivers a part.
 #include <sigrelay/relay.hpp>
+#include <sigrelay/mime/scanner.hpp>
 #include <sigrelay/text.hpp>
 
 #include <chrono>
 #include <cstdio>
 #include <deque>
+#include <optional>
 
 namespace sigrelay::relay {
 
 namespace {
 
 using text::iequals;
-
 
 const char* outcome_name(mime::outcome o) {
     switch (o) {
@@ -39,171 +47,304 @@ std::string json_escape(std::string_view s) {
     return o;
 }
 
+// The tenant id Exchange Online stamps on a message: every copy of the field
+// must name the required tenant, and there must be one (a forged second copy
+// must not ride along with the real one).
+bool tenant_id_matches(const mime::part& root, std::string_view required, std::string& seen) {
+    bool any = false;
+    for (const auto& f : root.fields) {
+        if (!iequals(f.name, "X-MS-Exchange-CrossTenant-Id")) continue;
+        if (!seen.empty()) seen += ",";
+        seen += f.value;
+        if (!iequals(f.value, required)) return false;
+        any = true;
+    }
+    return any;
+}
+
+enum class txn {
+    none,       // no MAIL yet (or the transaction ended)
+    acquiring,  // MAIL answered later: waiting for a pooled connection
+    open,       // the lease carries the transaction
+    failed,     // MAIL failed: RCPTs dispatched behind it are answered 503
+};
+
+enum class msg {
+    none,       // no content yet
+    streaming,  // content flows to the smart host
+    refused,    // our own refusal: the rest is read and dropped, then `refusal_`
+    failed,     // the smart host already answered (a refused chunk, a lost connection)
+    ended,      // the end went out: waiting for the smart host's reply
+};
+
 }  // namespace
 
-class proxy final : public inbound::transaction_handler, public outbound::transaction_events {
+class proxy final : public inbound::transaction_handler,
+                    public outbound::transaction_events,
+                    public memory_budget::holder {
 public:
     explicit proxy(shard& sh) : sh_(sh) {}
+    ~proxy() override { sh_.budget().forget(*this); }
 
+    // ---- envelope -------------------------------------------------------------------
     void on_mail(inbound::session& s, const smtp::mail_command& cmd) override {
         clear();
         session_ = &s;
-        snap_ = sh_.snap_;
+        snap_ = sh_.snapshot();
         tenant_ = snap_->resolve(cmd.xoorg, cmd.reverse_path);
         if (!tenant_) {
-            ++sh_.stats_.rejected_tenant;
+            ++sh_.counters().rejected_tenant;
             s.log("MAIL FROM:<" + smtp::printable(cmd.reverse_path) + ">" +
                   (cmd.xoorg.empty() ? "" : " XOORG=" + smtp::printable(cmd.xoorg)) +
                   ": no tenant; 550 5.7.1");
-            s.answer({550, "5.7.1", "Relay access denied: the sender's organization is not served here"});
-            return;
+            return fail_mail({550, "5.7.1", "Relay access denied: the sender's organization is not served here"});
         }
         if (!tenant_->require.sni.empty()) {
             const tls::peer_info* t = s.tls();
             if (t == nullptr || !iequals(t->sni, tenant_->require.sni)) {
-                ++sh_.stats_.rejected_requirements;
+                ++sh_.counters().rejected_requirements;
                 s.log("tenant " + tenant_->id + ": TLS SNI \"" + (t ? smtp::printable(t->sni) : "") +
                       "\" is not the required \"" + tenant_->require.sni + "\"; 550 5.7.1");
-                s.answer({550, "5.7.1", "Relay access denied for this connection"});
-                tenant_ = nullptr;
-                return;
+                return fail_mail({550, "5.7.1", "Relay access denied for this connection"});
             }
         }
         auto dest = sh_.destination_for(*tenant_);
         if (!dest) {
-            ++sh_.stats_.outbound_failures;
+            ++sh_.counters().outbound_failures;
             s.log("tenant " + tenant_->id + ": smart host: " + dest.err().message + "; 451 4.4.3");
-            s.answer({451, "4.4.3", "Smart host unavailable, try again later"});
-            tenant_ = nullptr;
-            return;
+            return fail_mail({451, "4.4.3", "Smart host unavailable, try again later"});
         }
+        env_ = envelope{};
         env_.sender = cmd.reverse_path;
         params_.clear();
         if (cmd.body_8bitmime) params_ = "BODY=8BITMIME";
         if (cmd.smtputf8) params_ += params_.empty() ? "SMTPUTF8" : " SMTPUTF8";
         // SIZE is not forwarded: the signature adds bytes (docs/behaviour.md, SMTP server rules).
         started_ = std::chrono::steady_clock::now();
-        ++sh_.stats_.transactions;
+        ++sh_.counters().transactions;
+        txn_ = txn::acquiring;
         std::weak_ptr<void> alive = s.alive();
-        ticket_ = sh_.pool_.acquire(*dest, [this, alive](outbound::acquire_outcome o) {
+        ticket_ = sh_.pool().acquire(*dest, [this, alive](outbound::acquire_outcome o) {
             if (alive.expired()) return;
             ticket_ = 0;
             if (!o.ok()) {
-                ++sh_.stats_.outbound_failures;
+                ++sh_.counters().outbound_failures;
                 session_->log("tenant " + tenant_->id + ": " + o.detail + "; " +
                               std::to_string(o.failure.code) + " " + o.failure.enhanced);
-                tenant_ = nullptr;
-                session_->answer(o.failure);
-                return;
+                return fail_mail(o.failure);
             }
             lease_ = std::move(o.channel);
             lease_.set_events(this);
+            txn_ = txn::open;
+            // MAIL and every RCPT the client pipelined meanwhile go as one
+            // group (RFC 2920): one round trip, whatever the recipient count.
             lease_.mail(env_.sender, params_);
+            for (const auto& r : unsent_) lease_.rcpt(r);
+            unsent_.clear();
         });
     }
 
     void on_rcpt(inbound::session& s, const smtp::rcpt_command& cmd) override {
-        if (!lease_.valid()) {
-            s.answer({451, "4.4.2", "Lost the connection to the smart host"});
-            return;
-        }
         // Recipients are relayed exactly as given, and only to the tenant's
-        // own smart host (docs/behaviour.md, SMTP server rules: no rewriting, no open relay).
-        rcpts_.push_back(cmd.forward_path);
-        lease_.rcpt(cmd.forward_path);
+        // own smart host (docs/behaviour.md, SMTP server rules: no rewriting,
+        // no open relay).
+        switch (txn_) {
+            case txn::acquiring:
+                rcpts_.push_back(cmd.forward_path);
+                unsent_.push_back(cmd.forward_path);
+                return;
+            case txn::open:
+                rcpts_.push_back(cmd.forward_path);
+                lease_.rcpt(cmd.forward_path);
+                return;
+            case txn::failed:
+                // Pipelined behind a MAIL that failed (the session answers it
+                // 503 itself; this keeps the answers in order).
+                return s.answer({503, "5.5.1", "Error: need MAIL command"});
+            case txn::none:
+                return s.answer({451, "4.4.2", "Lost the connection to the smart host"});
+        }
     }
 
-    void on_content(inbound::session&, std::span<const char> bytes) override {
-        message_.append(bytes.data(), bytes.size());
+    // ---- content --------------------------------------------------------------------
+    void on_content(inbound::session& s, std::span<const char> bytes) override {
+        if (state_ == msg::refused || state_ == msg::failed) return;  // read and dropped
+        if (!start_message(s)) return;
+        signer_->feed(bytes, pieces_);
+        after_feed(s);
     }
 
     void on_message(inbound::session& s) override {
-        if (!lease_.valid() || tenant_ == nullptr) {
+        if (txn_ != txn::open || tenant_ == nullptr) {
             s.answer({451, "4.4.2", "Lost the connection to the smart host"});
             return;
         }
-        sh_.stats_.bytes_in += message_.size();
-        if (!tenant_->require.tenant_guid.empty()) {
-            std::string guid = tenants::header_value(message_, "X-MS-Exchange-CrossTenant-Id");
-            if (!iequals(guid, tenant_->require.tenant_guid)) {
-                ++sh_.stats_.rejected_requirements;
-                s.log("tenant " + tenant_->id + ": X-MS-Exchange-CrossTenant-Id \"" + smtp::printable(guid) +
-                      "\" does not match; 550 5.7.1");
-                clear();
-                s.answer({550, "5.7.1", "Message refused: it does not come from this tenant"});
-                return;
-            }
+        if (state_ == msg::refused) return finish_refused(s);
+        if (state_ == msg::failed) return finish(early_);
+        if (!start_message(s)) return;
+        signer_->finish(pieces_);
+        after_feed(s);
+        if (state_ == msg::refused) return finish_refused(s);
+        if (state_ == msg::failed) return finish(early_);
+        if (!begun_) {
+            lease_.begin_message();
+            begun_ = true;
         }
-        env_.helo = s.helo();
-        env_.client_ip = s.peer().ip_string();
-        env_.by_host = sh_.opts_.hostname;
-        env_.protocol = s.tls() ? "ESMTPS" : "ESMTP";
-        queue_id_ = sh_.next_queue_id();
-        env_.queue_id = queue_id_;
-        env_.recipients = accepted_;
-        env_.when = std::time(nullptr);
-        auto signed_msg = sign(*tenant_, env_, std::span<const char>(message_.data(), message_.size()), today_utc());
-        if (!signed_msg) {
-            // Never relay what we could not process, never drop it: the
-            // client keeps it and retries.
-            s.log("queue " + queue_id_ + ": " + signed_msg.err().message + "; 451 4.3.0");
-            clear();
-            s.answer({451, "4.3.0", "Could not process the message, try again later"});
-            return;
-        }
-        outcome_ = signed_msg->injection.result;
-        reason_ = signed_msg->decision.reason;
-        if (!signed_msg->injection.reason.empty()) reason_ += "; " + signed_msg->injection.reason;
-        std::string out = signed_msg->injection.flatten(std::span<const char>(message_.data(), message_.size()));
-        size_out_ = out.size();
-        sh_.stats_.bytes_out += out.size();
-        lease_.data(std::move(out));
+        state_ = msg::ended;
+        lease_.end_message();  // the reply comes as on_reply(data)
     }
 
     void on_reset(inbound::session&) override { clear(); }
-
     void on_end(inbound::session&) override { clear(); }
 
-    // outbound::transaction_events
+    // ---- outbound::transaction_events -------------------------------------------------
     void on_reply(smtp::command_kind kind, const smtp::reply& r) override {
         switch (kind) {
             case smtp::command_kind::mail:
                 if (r.code >= 300) {
                     session_->log("tenant " + tenant_->id + ": smart host refused MAIL: " +
                                   std::to_string(r.code) + " " + smtp::printable(r.text));
-                    clear();
+                    txn_ = txn::failed;
                 }
                 session_->answer(r);
+                if (txn_ == txn::failed && rcpts_.empty()) release_lease();
                 return;
             case smtp::command_kind::rcpt:
                 if (!rcpts_.empty()) {
-                    if (r.code < 300) accepted_.push_back(std::move(rcpts_.front()));
+                    if (r.code < 300 && txn_ == txn::open) env_.recipients.push_back(std::move(rcpts_.front()));
                     rcpts_.pop_front();
                 }
                 session_->answer(r);
+                if (txn_ == txn::failed && rcpts_.empty()) release_lease();
                 return;
             case smtp::command_kind::data:
-                finish(r);
+                if (state_ == msg::ended) return finish(r);
+                // Before our client finished: the smart host refused the
+                // message or the connection went. Read the rest, then answer.
+                early_ = r;
+                state_ = msg::failed;
+                pieces_.clear();
+                session_->release(inbound::session::hold_outbound);
+                sh_.budget().forget(*this);
+                session_->release(inbound::session::hold_budget);
                 return;
             default:
                 return;
         }
     }
 
+    void on_drained() override {
+        if (session_ != nullptr) session_->release(inbound::session::hold_outbound);
+    }
+
+    // memory_budget::holder
+    void budget_available() override {
+        if (session_ != nullptr) session_->release(inbound::session::hold_budget);
+    }
+
 private:
+    void fail_mail(const smtp::reply& r) {
+        txn_ = txn::failed;
+        inbound::session* s = session_;
+        // RCPTs dispatched while we were acquiring are answered in order.
+        std::size_t owed = rcpts_.size();
+        rcpts_.clear();
+        unsent_.clear();
+        s->answer(r);
+        for (std::size_t i = 0; i < owed; ++i) s->answer({503, "5.5.1", "Error: need MAIL command"});
+    }
+
+    // The first content (or the end of an empty message): the envelope is
+    // complete, the signer starts.
+    bool start_message(inbound::session& s) {
+        if (signer_) return true;
+        if (txn_ != txn::open || tenant_ == nullptr) {
+            state_ = msg::failed;
+            early_ = {451, "4.4.2", "Lost the connection to the smart host"};
+            return false;
+        }
+        env_.helo = s.helo();
+        env_.client_ip = s.peer().ip_string();
+        env_.by_host = sh_.options().hostname;
+        env_.protocol = s.tls() ? "ESMTPS" : "ESMTP";
+        queue_id_ = sh_.next_queue_id();
+        env_.queue_id = queue_id_;
+        env_.when = std::time(nullptr);
+        signer_.emplace(*tenant_, env_, today_utc(), sh_.options().max_signed_part);
+        state_ = msg::streaming;
+        return true;
+    }
+
+    // Header decisions first (nothing has been sent before them), then the
+    // released output goes out, then back-pressure and memory accounting.
+    void after_feed(inbound::session& s) {
+        if (!header_checked_ && signer_->header_complete()) {
+            header_checked_ = true;
+            if (!tenant_->require.tenant_guid.empty()) {
+                std::string seen;
+                if (!tenant_id_matches(*signer_->root(), tenant_->require.tenant_guid, seen)) {
+                    ++sh_.counters().rejected_requirements;
+                    s.log("tenant " + tenant_->id + ": X-MS-Exchange-CrossTenant-Id \"" +
+                          smtp::printable(seen) + "\" is not the required one; 550 5.7.1");
+                    return refuse({550, "5.7.1", "Message refused: it does not come from this tenant"});
+                }
+            }
+        }
+        if (!pieces_.empty()) {
+            views_.clear();
+            for (const auto& p : pieces_)
+                if (!p.bytes.empty()) views_.push_back(p.bytes);
+            if (!views_.empty()) {
+                if (!begun_) {
+                    lease_.begin_message();
+                    begun_ = true;
+                }
+                lease_.message_content(views_);
+                if (state_ != msg::streaming) return;  // the smart host refused it meanwhile
+            }
+        }
+        if (lease_.backlog() > sh_.options().outbound_high_water) s.hold(inbound::session::hold_outbound);
+        if (!sh_.budget().set(*this, signer_->injector().held_bytes())) {
+            ++sh_.counters().budget_waits;
+            s.hold(inbound::session::hold_budget);
+        } else {
+            s.release(inbound::session::hold_budget);
+        }
+    }
+
+    // Our own refusal of the message: what the smart host got is abandoned,
+    // the rest of the client's content is read and dropped.
+    void refuse(const smtp::reply& r) {
+        refusal_ = r;
+        state_ = msg::refused;
+        pieces_.clear();
+        abandon_outbound();
+    }
+
+    void finish_refused(inbound::session& s) {
+        const smtp::reply r = refusal_;
+        clear();
+        s.answer(r);
+    }
+
     void finish(const smtp::reply& r) {
-        auto& st = sh_.stats_;
+        auto& st = sh_.counters();
         if (r.code < 300) {
             ++st.relayed;
-            if (outcome_ == mime::outcome::signed_message) ++st.signed_messages;
-            else if (outcome_ == mime::outcome::stamped_only) ++st.stamped;
+            const auto o = signer_ ? signer_->injector().result() : mime::outcome::stamped_only;
+            if (o == mime::outcome::signed_message) ++st.signed_messages;
+            else if (o == mime::outcome::stamped_only) ++st.stamped;
             else ++st.untouched;
         } else if (r.code < 500) {
             ++st.smart_host_4xx;
         } else {
             ++st.smart_host_5xx;
         }
-        if (sh_.opts_.log_messages) log_message(r);
+        if (signer_) {
+            st.bytes_in += signer_->injector().bytes_in();
+            st.bytes_out += signer_->injector().bytes_out();
+        }
+        if (sh_.options().log_messages) log_message(r);
         inbound::session* s = session_;
         clear();
         s->answer(r);
@@ -212,13 +353,19 @@ private:
     void log_message(const smtp::reply& r) {
         auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_).count();
         std::string first_line = r.text.substr(0, r.text.find('\n'));
+        const auto o = signer_ ? signer_->injector().result() : mime::outcome::stamped_only;
+        std::string reason = signer_ ? signer_->decision().reason : std::string();
+        if (signer_ && !signer_->injector().reason().empty())
+            reason += (reason.empty() ? "" : "; ") + signer_->injector().reason();
+        const std::size_t in = signer_ ? signer_->injector().bytes_in() : 0;
+        const std::size_t out = signer_ ? signer_->injector().bytes_out() : 0;
         char buf[160];
-        if (sh_.opts_.json_logs) {
+        if (sh_.options().json_logs) {
             std::string line = "{\"queue_id\": \"" + queue_id_ + "\", \"tenant\": \"" + json_escape(tenant_->id) +
                                "\", \"from\": \"" + json_escape(env_.sender) + "\", \"recipients\": " +
-                               std::to_string(accepted_.size()) + ", \"size_in\": " + std::to_string(message_.size()) +
-                               ", \"size_out\": " + std::to_string(size_out_) + ", \"outcome\": \"" +
-                               outcome_name(outcome_) + "\", \"reason\": \"" + json_escape(reason_) +
+                               std::to_string(env_.recipients.size()) + ", \"size_in\": " + std::to_string(in) +
+                               ", \"size_out\": " + std::to_string(out) + ", \"outcome\": \"" +
+                               outcome_name(o) + "\", \"reason\": \"" + json_escape(reason) +
                                "\", \"smart_host_reply\": \"" + std::to_string(r.code) + " " + json_escape(r.enhanced) +
                                " " + json_escape(smtp::printable(first_line, 120)) + "\"";
             std::snprintf(buf, sizeof buf, ", \"ms\": %.1f}", ms);
@@ -227,26 +374,55 @@ private:
         }
         std::snprintf(buf, sizeof buf, " ms=%.1f", ms);
         session_->log("queue=" + queue_id_ + " tenant=" + tenant_->id + " from=<" + smtp::printable(env_.sender) +
-                      "> rcpts=" + std::to_string(accepted_.size()) + " size=" + std::to_string(message_.size()) +
-                      "->" + std::to_string(size_out_) + " " + outcome_name(outcome_) + " (" + reason_ +
-                      ") smart_host=\"" + std::to_string(r.code) + " " + r.enhanced + " " +
-                      smtp::printable(first_line, 120) + "\"" + buf);
+                      "> rcpts=" + std::to_string(env_.recipients.size()) + " size=" + std::to_string(in) +
+                      "->" + std::to_string(out) + " " + outcome_name(o) + " (" + reason + ") smart_host=\"" +
+                      std::to_string(r.code) + " " + r.enhanced + " " + smtp::printable(first_line, 120) + "\"" +
+                      buf);
     }
 
-    // Ends the transaction on our side: a waiting acquire is dropped, the
-    // lease goes back to the pool (RSET first when it was mid-transaction).
-    void clear() {
-        if (ticket_ != 0) {
-            sh_.pool_.cancel(ticket_);
-            ticket_ = 0;
+    // The outbound message must never complete: no LAST chunk, no final dot.
+    void abandon_outbound() {
+        if (begun_ && lease_.valid() && (state_ == msg::streaming || state_ == msg::refused)) {
+            lease_.abandon_message();
+            ++sh_.counters().abandoned;
         }
+        begun_ = false;
+    }
+
+    void release_lease() {
         if (lease_.valid()) lease_.release(true);
         lease_ = outbound::lease();
+    }
+
+    // Ends the transaction on our side: a waiting acquire is dropped, an
+    // unfinished outbound message abandoned, the lease goes back to the pool
+    // (RSET first when it was mid-transaction).
+    void clear() {
+        if (ticket_ != 0) {
+            sh_.pool().cancel(ticket_);
+            ticket_ = 0;
+        }
+        if (state_ == msg::streaming || state_ == msg::refused) {
+            if (state_ == msg::streaming && session_ != nullptr)
+                session_->log("queue " + queue_id_ + ": message abandoned before its end; nothing delivered");
+            abandon_outbound();
+        }
+        release_lease();
+        signer_.reset();
+        sh_.budget().forget(*this);
+        if (session_ != nullptr) {
+            session_->release(inbound::session::hold_outbound);
+            session_->release(inbound::session::hold_budget);
+        }
         tenant_ = nullptr;
+        txn_ = txn::none;
+        state_ = msg::none;
+        begun_ = false;
+        header_checked_ = false;
         rcpts_.clear();
-        accepted_.clear();
-        message_.clear();
-        size_out_ = 0;
+        unsent_.clear();
+        pieces_.clear();
+        views_.clear();
     }
 
     shard& sh_;
@@ -255,56 +431,24 @@ private:
     const tenants::tenant* tenant_ = nullptr;
     outbound::lease lease_;
     std::uint64_t ticket_ = 0;
+    txn txn_ = txn::none;
+    msg state_ = msg::none;
     envelope env_;
     std::string params_;
-    std::deque<std::string> rcpts_;       // RCPTs awaiting the smart host's reply
-    std::vector<std::string> accepted_;   // RCPTs the smart host accepted
-    std::string message_;
-    std::string queue_id_, reason_;
-    mime::outcome outcome_ = mime::outcome::stamped_only;
-    std::size_t size_out_ = 0;
+    std::deque<std::string> rcpts_;   // RCPTs awaiting the smart host's reply
+    std::deque<std::string> unsent_;  // ... of which not sent yet (acquiring)
+    std::optional<message_signer> signer_;
+    std::vector<mime::output_piece> pieces_;
+    std::vector<std::string_view> views_;
+    bool begun_ = false;           // begin_message() sent
+    bool header_checked_ = false;  // the header decisions were made
+    smtp::reply refusal_, early_;
+    std::string queue_id_;
     std::chrono::steady_clock::time_point started_{};
 };
 
-shard::shard(runtime::reactor& r, const relay_options& opts, std::shared_ptr<const tenants::snapshot> snap,
-             unsigned index)
-    : reactor_(r), opts_(opts), snap_(std::move(snap)), pool_(r, opts.pool), index_(index) {}
-
 inbound::handler_factory shard::handlers() {
     return [this](inbound::session&) { return std::make_unique<proxy>(*this); };
-}
-
-void shard::replace_snapshot(std::shared_ptr<const tenants::snapshot> snap) {
-    snap_ = std::move(snap);
-    destinations_.clear();  // smart hosts and certificates may have changed
-}
-
-result<outbound::destination> shard::destination_for(const tenants::tenant& t) {
-    if (auto it = destinations_.find(t.id); it != destinations_.end()) return it->second;
-    auto addr = runtime::socket_address::parse(t.smart_host);
-    if (!addr) return make_error(t.smart_host + ": " + addr.err().message);
-    tls::client_options co;
-    co.ca_file = t.smart_host_ca;
-    co.cert_file = t.client_cert;
-    co.key_file = t.client_key;
-    auto ctx = tls::context::client(co);
-    if (!ctx) return make_error("TLS client context: " + ctx.err().message);
-    outbound::destination d;
-    d.key = t.id;
-    d.address = *addr;
-    d.tls_domain = t.tls_domain;
-    d.tls = std::make_shared<const tls::context>(std::move(ctx).value());
-    destinations_.emplace(t.id, d);
-    return d;
-}
-
-std::string shard::next_queue_id() {
-    // Unique per process run and shard: start time, shard, sequence.
-    static const auto boot = static_cast<unsigned long long>(std::time(nullptr));
-    char buf[48];
-    std::snprintf(buf, sizeof buf, "%llX%02X%06llX", boot & 0xFFFFFFull, index_ & 0xFF,
-                  static_cast<unsigned long long>(++queue_seq_));
-    return buf;
 }
 
 }  // namespace sigrelay::relay

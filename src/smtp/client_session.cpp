@@ -2,6 +2,7 @@
 // then commands whose replies are matched to them in order.
 #include <sigrelay/smtp_client.hpp>
 
+#include <algorithm>
 #include <cctype>
 
 namespace sigrelay::smtp {
@@ -55,30 +56,50 @@ bool parse_reply_line(std::string_view line, int& code, bool& more, std::string_
     return true;
 }
 
-std::string dot_stuff(std::string_view content) {
-    std::string out;
-    out.reserve(content.size() + content.size() / 64 + 8);
-    const char* p = content.data();
-    const char* const end = p + content.size();
-    bool line_start = true;
+void dot_stuffer::feed(std::string_view in, std::string& out) {
+    const char* p = in.data();
+    const char* const end = p + in.size();
+    // The LF of a CRLF split between two calls: its CR has ended the line already.
+    if (after_cr_ && p < end) {
+        after_cr_ = false;
+        if (*p == '\n') ++p;
+    }
     while (p < end) {
-        if (line_start && *p == '.') out += '.';
+        if (line_start_ && *p == '.') out += '.';
         // Copy the rest of the line in one go; only line ends need work.
         const char* stop = p;
         while (stop < end && *stop != '\r' && *stop != '\n') ++stop;
         out.append(p, static_cast<std::size_t>(stop - p));
         if (stop == end) {
-            line_start = false;
-            break;
+            line_start_ = false;  // p < end: at least one byte of the line was copied
+            return;
         }
         // CRLF, bare CR and bare LF all end a line as CRLF.
-        if (*stop == '\r' && stop + 1 < end && stop[1] == '\n') ++stop;
         out += "\r\n";
+        line_start_ = true;
+        if (*stop == '\r') {
+            if (stop + 1 == end) {
+                after_cr_ = true;  // an LF starting the next call belongs to this CR
+                return;
+            }
+            if (stop[1] == '\n') ++stop;
+        }
         p = stop + 1;
-        line_start = true;
     }
-    if (!line_start) out += "\r\n";
+}
+
+void dot_stuffer::finish(std::string& out) {
+    if (!line_start_) out += "\r\n";
     out += ".\r\n";
+    *this = {};
+}
+
+std::string dot_stuff(std::string_view content) {
+    std::string out;
+    out.reserve(content.size() + content.size() / 64 + 8);
+    dot_stuffer d;
+    d.feed(content, out);
+    d.finish(out);
     return out;
 }
 
@@ -230,19 +251,29 @@ void client_session::handle(const reply& r) {
                 return fail(r.code == 421 ? r : reply{421, "4.5.0", "unexpected reply: " + r.text});
             }
             command& c = waiting_.front();
-            if (c.kind == command_kind::data && awaiting_354_) {
-                awaiting_354_ = false;
-                if (r.code == 354) {
-                    ev_.send(dot_stuff(c.content));
-                    return;
-                }
+            switch (c.how) {
+                case wire::chunk:
+                    return handle_chunk(r);
+                case wire::stream:
+                    return handle_stream(r);
+                case wire::whole:
+                    if (in_data_) {
+                        in_data_ = false;
+                        if (r.code == 354) {
+                            ev_.send(dot_stuff(c.content));
+                            return;
+                        }
+                        // A 2yz to DATA itself would be taken for the message's
+                        // acceptance although no content was sent.
+                        if (r.code < 400)
+                            return fail(
+                                {421, "4.5.0", "unexpected reply to DATA: " + printable(r.text)});
+                    }
+                    break;
+                default:
+                    break;
             }
-            command_kind kind = c.kind;
-            waiting_.pop_front();
-            if (kind == command_kind::quit) state_ = state::closed;
-            ev_.on_reply(kind, r);
-            if (r.code == 421 && state_ != state::closed) return fail(r);
-            pump();
+            finish_front(r, !c.silent);
             return;
         }
         default:
@@ -250,25 +281,132 @@ void client_session::handle(const reply& r) {
     }
 }
 
-void client_session::transmit(command& c) {
-    if (c.kind == command_kind::data) {
-        if (cfg_.use_chunking && caps_.chunking) {
-            ev_.send("BDAT " + std::to_string(c.content.size()) + " LAST\r\n");
-            if (!c.content.empty()) ev_.send(c.content);
-        } else {
-            ev_.send("DATA\r\n");
-            awaiting_354_ = true;
+void client_session::finish_front(const reply& r, bool report) {
+    command_kind kind = waiting_.front().kind;
+    waiting_.pop_front();
+    if (kind == command_kind::quit) state_ = state::closed;
+    if (report) ev_.on_reply(kind, r);
+    if (r.code == 421 && state_ != state::closed) return fail(r);
+    pump();
+}
+
+void client_session::handle_chunk(const reply& r) {
+    const command& c = waiting_.front();
+    bool report = !c.silent && r.code >= 400;
+    std::uint64_t id = c.message;
+    waiting_.pop_front();
+    if (r.code >= 300 && r.code < 400)
+        return fail({421, "4.5.0", "unexpected reply to BDAT: " + printable(r.text)});
+    if (report) {
+        // RFC 3030 §2: a 4yz/5yz to a chunk fails the transaction and no further
+        // chunk may be sent; the replies to chunks pipelined behind it are not
+        // the message's reply, so this one is reported now, and once.
+        fail_message(id);
+        ev_.on_reply(command_kind::data, r);
+    }
+    if (r.code == 421 && state_ != state::closed) return fail(r);
+    pump();
+}
+
+void client_session::handle_stream(const reply& r) {
+    command& c = waiting_.front();
+    if (!c.got_354) {
+        if (r.code == 354) {
+            c.got_354 = true;
+            if (!c.hold.empty()) ev_.send(c.hold);
+            release_hold(c);
+            // With the "." already given the content is complete: what is queued
+            // may follow it (RFC 2920 §3.1).
+            if (c.ended) {
+                in_data_ = false;
+                pump();
+            }
+            return;
         }
+        in_data_ = false;
+        if (r.code < 400)
+            return fail({421, "4.5.0", "unexpected reply to DATA: " + printable(r.text)});
+        // DATA refused (RFC 5321 §3.3, e.g. 554 no valid recipients): the content
+        // given so far and from now on is dropped.
+        release_hold(c);
+        fail_message(c.message);
+        finish_front(r, true);
         return;
     }
+    if (c.ended) return finish_front(r, !c.silent);  // the reply to "."
+    // A reply while the content still flows: the server has stopped reading it,
+    // or never will; the message cannot be completed, and where the server
+    // stands is unknown, so the session ends. A 2yz is not taken for acceptance.
+    bool report = r.code >= 400;
+    fail_message(c.message);
+    waiting_.pop_front();
+    in_data_ = false;
+    if (report) ev_.on_reply(command_kind::data, r);
+    if (state_ == state::closed) return;
+    fail(r.code == 421 ? r
+                       : reply{421, "4.5.0", "reply before the end of DATA: " + printable(r.text)});
+}
+
+void client_session::release_hold(command& c) {
+    buffered_ -= c.hold.size();
+    std::string().swap(c.hold);  // chunks can be large: give the memory back
+}
+
+void client_session::fail_message(std::uint64_t id) {
+    if (msg_.id == id) msg_.failed = true;
+    for (command& c : waiting_)
+        if (c.message == id) c.silent = true;
+    for (command& c : queued_)
+        if (c.message == id) release_hold(c);
+    std::erase_if(queued_, [id](const command& c) { return c.message == id; });
+}
+
+client_session::command* client_session::find_stream(std::uint64_t id) {
+    // From the back: nothing is sent behind a DATA until its ".", so a sent one
+    // is waiting_.back() however many RCPTs await their replies before it.
+    auto match = [id](const command& c) { return c.how == wire::stream && c.message == id; };
+    if (auto q = std::find_if(queued_.rbegin(), queued_.rend(), match); q != queued_.rend())
+        return &*q;
+    if (auto w = std::find_if(waiting_.rbegin(), waiting_.rend(), match); w != waiting_.rend())
+        return &*w;
+    return nullptr;
+}
+
+void client_session::transmit(command& c) {
+    switch (c.how) {
+        case wire::whole:
+            if (cfg_.use_chunking && caps_.chunking) {
+                ev_.send("BDAT " + std::to_string(c.content.size()) + " LAST\r\n");
+                if (!c.content.empty()) ev_.send(c.content);
+            } else {
+                ev_.send("DATA\r\n");
+                in_data_ = true;
+            }
+            return;
+        case wire::chunk:
+            ev_.send(c.line);
+            if (!c.hold.empty()) ev_.send(c.hold);
+            release_hold(c);
+            return;
+        case wire::stream:
+            in_data_ = true;  // the content waits in hold for the 354
+            break;
+        default:
+            break;
+    }
     ev_.send(c.line);
+}
+
+bool client_session::can_send_now() const noexcept {
+    if (state_ != state::ready || !queued_.empty()) return false;
+    return waiting_.empty() || (cfg_.use_pipelining && caps_.pipelining && !in_data_);
 }
 
 void client_session::pump() {
     if (state_ != state::ready) return;
     bool pipelining = cfg_.use_pipelining && caps_.pipelining;
     while (!queued_.empty()) {
-        if (!waiting_.empty() && (!pipelining || awaiting_354_)) return;
+        if (!waiting_.empty() && (!pipelining || in_data_)) return;
         waiting_.push_back(std::move(queued_.front()));
         queued_.pop_front();
         transmit(waiting_.back());
@@ -290,8 +428,114 @@ void client_session::rcpt(std::string_view forward_path, std::string_view params
 }
 
 void client_session::data(std::string_view content) {
-    queued_.push_back({command_kind::data, {}, content});
+    queued_.push_back({command_kind::data, {}, content, wire::whole});
     pump();
+}
+
+void client_session::begin_message() {
+    msg_ = {};
+    msg_.id = ++messages_;
+    msg_.active = true;
+    msg_.bdat = cfg_.use_chunking && caps_.chunking;
+    if (msg_.bdat) return;  // the first chunk goes with the first content
+    command c{command_kind::data, "DATA\r\n", {}, wire::stream, msg_.id};
+    queued_.push_back(std::move(c));
+    pump();
+}
+
+void client_session::message_content(std::span<const std::string_view> pieces) {
+    if (!msg_.active || msg_.failed) return;
+    std::size_t total = 0;
+    for (std::string_view p : pieces) total += p.size();
+    if (total == 0) return;  // "BDAT 0" without LAST would be a chunk of nothing
+    if (msg_.bdat) {
+        command c{
+            command_kind::data, "BDAT " + std::to_string(total) + "\r\n", {}, wire::chunk, msg_.id};
+        if (can_send_now()) {
+            // RFC 3030 §4.2: chunks are pipelined, no wait for their 250s; the
+            // pieces go out as they are, without a copy.
+            waiting_.push_back(std::move(c));
+            ev_.send(waiting_.back().line);
+            for (std::string_view p : pieces)
+                if (!p.empty()) ev_.send(p);
+            return;
+        }
+        c.hold.reserve(total);
+        for (std::string_view p : pieces) c.hold.append(p);
+        buffered_ += total;
+        queued_.push_back(std::move(c));
+        return;
+    }
+    command* c = find_stream(msg_.id);
+    if (c == nullptr) return;  // answered already: msg_.failed is set
+    if (c->got_354) {
+        scratch_.clear();
+        for (std::string_view p : pieces) msg_.stuffer.feed(p, scratch_);
+        if (!scratch_.empty()) ev_.send(scratch_);  // empty: only the LF of a split CRLF
+        return;
+    }
+    std::size_t before = c->hold.size();
+    for (std::string_view p : pieces) msg_.stuffer.feed(p, c->hold);
+    buffered_ += c->hold.size() - before;
+}
+
+void client_session::end_message() {
+    if (!msg_.active) return;
+    msg_.active = false;
+    if (msg_.failed) return;  // its reply has been reported
+    if (msg_.bdat) {
+        queued_.push_back({command_kind::data, "BDAT 0 LAST\r\n", {}, wire::last, msg_.id});
+        pump();
+        return;
+    }
+    command* c = find_stream(msg_.id);
+    if (c == nullptr) return;
+    c->ended = true;
+    if (c->got_354) {
+        scratch_.clear();
+        msg_.stuffer.finish(scratch_);
+        ev_.send(scratch_);
+        in_data_ = false;  // RFC 2920 §3.1: commands may follow the "."
+        pump();
+        return;
+    }
+    std::size_t before = c->hold.size();
+    msg_.stuffer.finish(c->hold);
+    buffered_ += c->hold.size() - before;
+}
+
+bool client_session::abandon_message() {
+    bool usable = state_ != state::failed && state_ != state::closed;
+    if (msg_.id == 0 || msg_.failed) return usable;
+    std::uint64_t id = msg_.id;
+    if (msg_.bdat) {
+        bool unsent = std::any_of(queued_.begin(), queued_.end(),
+                                  [id](const command& c) { return c.message == id; });
+        if (!msg_.active && !unsent) return usable;  // LAST is out: too late
+        // RFC 3030 §2: without LAST the message is not complete, and the
+        // owner's RSET discards the chunks sent.
+        msg_.active = false;
+        fail_message(id);
+        return usable;
+    }
+    command* c = find_stream(id);
+    bool sent = false;
+    for (const command& w : waiting_) sent = sent || &w == c;
+    if (c == nullptr || (c->got_354 && c->ended)) return usable;  // "." is out: too late
+    msg_.active = false;
+    if (!sent) {
+        fail_message(id);  // DATA withdrawn before it went out
+        return usable;
+    }
+    // RFC 5321 §4.1.1.4: once DATA may have been accepted, only "." ends the
+    // content, and that would deliver the message: nothing more may be sent.
+    msg_.failed = true;
+    state_ = state::closed;
+    in_data_ = false;
+    queued_.clear();
+    waiting_.clear();
+    buffered_ = 0;
+    return false;
 }
 
 void client_session::rset() {

@@ -1,7 +1,8 @@
 // The SMTP server session (RFC 5321 with PIPELINING, SIZE, 8BITMIME,
 // ENHANCEDSTATUSCODES, CHUNKING, SMTPUTF8, STARTTLS): command dispatch from
 // one constexpr table, every phase change through enter(), decisions
-// answered by the owner. Sans-I/O: bytes in, replies and events out.
+// answered by the owner, replies in command order through one queue.
+// Sans-I/O: bytes in, replies and events out.
 #include <sigrelay/smtp.hpp>
 
 #include "bdat_reader.hpp"
@@ -9,7 +10,9 @@
 #include "data_reader.hpp"
 #include "line_reader.hpp"
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 namespace sigrelay::smtp {
 
@@ -70,7 +73,6 @@ struct server_session::impl {
     const server_config cfg;
     session_events& ev;
     phase phase_ = phase::not_started;
-    decision pending_ = decision::none;
     body body_ = body::data;
 
     std::string in_;  // input not yet processed from pos_ on
@@ -93,8 +95,11 @@ struct server_session::impl {
     bool size_exceeded_ = false;
     bool shutdown_pending_ = false;
     unsigned errors_ = 0;
-    unsigned rcpts_ = 0;          // recipients answered 2yz
-    std::uint64_t msg_size_ = 0;  // content octets of this message so far
+    unsigned rcpts_ = 0;            // recipients answered 2yz
+    unsigned rcpts_in_flight_ = 0;  // on_rcpt asked, not yet answered
+    bool mail_pending_ = false;     // on_mail asked, not yet answered
+    bool draining_ = false;         // a 421 is queued: read nothing more, close once it is out
+    std::uint64_t msg_size_ = 0;    // content octets of this message so far
     std::uint64_t messages_ = 0;
 
     // ---- the one state-transition function ----------------------------------
@@ -104,8 +109,83 @@ struct server_session::impl {
         phase_ = next;
     }
 
+    // ---- the reply queue --------------------------------------------------
+    // RFC 2920 §3.1: replies go out in command order. While decisions are
+    // pending, RCPTs pipelined behind them are still handled (rcpt_ahead()),
+    // so a reply can be known before the replies it must follow. Each command
+    // whose reply cannot go out yet holds one slot: a decision awaiting
+    // answer(), or a reply the session made itself. The front slot is always
+    // a decision (ready replies at the front are flushed at once), so
+    // answer() always resolves the front; the queue is empty whenever nothing
+    // is pending, and a reply then goes straight to send().
+    struct slot {
+        decision kind = decision::none;  // none: `bytes` is a ready reply
+        bool needs_mail = false;         // handled while its MAIL was pending
+        bool close_after = false;        // the session ends once this is sent
+        std::string bytes;
+    };
+    // A ring over a vector: it grows to the deepest pipeline the session has
+    // seen (at most max_recipients + 1 slots, see rcpt_ahead()) and is then
+    // reused, so no command allocates for it.
+    std::vector<slot> ring_;
+    std::size_t head_ = 0;
+    std::size_t queued_ = 0;
+    std::size_t held_bytes_ = 0;  // octets of the ready replies in the queue
+
+    slot& at(std::size_t i) noexcept {
+        std::size_t k = head_ + i;
+        if (k >= ring_.size()) k -= ring_.size();
+        return ring_[k];
+    }
+    slot& push(decision d) {
+        if (queued_ == ring_.size()) {
+            std::vector<slot> bigger(std::max<std::size_t>(4, ring_.size() * 2));
+            for (std::size_t i = 0; i < queued_; ++i) bigger[i] = std::move(at(i));
+            ring_ = std::move(bigger);
+            head_ = 0;
+        }
+        ++queued_;
+        slot& s = at(queued_ - 1);
+        s.kind = d;
+        s.needs_mail = mail_pending_;
+        s.close_after = false;
+        s.bytes.clear();
+        return s;
+    }
+    void pop() noexcept {
+        head_ = head_ + 1 == ring_.size() ? 0 : head_ + 1;
+        --queued_;
+    }
+    // Sends the ready replies at the front, up to the next pending decision.
+    void flush() {
+        while (queued_ != 0 && at(0).kind == decision::none) {
+            // Taken out before send(): the owner may re-enter from it.
+            std::string bytes = std::move(at(0).bytes);
+            const bool last = at(0).close_after;
+            held_bytes_ -= bytes.size();
+            pop();
+            ev.send(bytes);
+            if (phase_ == phase::closed) return;
+            if (last) return close();
+        }
+        if (queued_ == 0 && phase_ == phase::waiting) enter(phase::command);
+    }
+
     // ---- replies ---------------------------------------------------------
     void say(const reply& r) {
+        if (phase_ == phase::closed) return;
+        if (queued_ == 0) {
+            ev.send(format_reply(r));
+            return;
+        }
+        // Behind a pending decision (RFC 2920 §3.1): out when it is answered.
+        slot& s = push(decision::none);
+        s.bytes = format_reply(r);
+        held_bytes_ += s.bytes.size();
+    }
+    // A last reply before closing (421, a refusal): sent at once, ahead of
+    // anything still pending, which will never be sent (RFC 5321 §3.8).
+    void say_now(const reply& r) {
         if (phase_ == phase::closed) return;
         ev.send(format_reply(r));
     }
@@ -117,10 +197,11 @@ struct server_session::impl {
     void error(int code, std::string_view enhanced, std::string_view text) {
         say(code, enhanced, text);
         ++errors_;
-        if (cfg.max_errors != 0 && errors_ >= cfg.max_errors && phase_ != phase::closed) {
+        if (cfg.max_errors != 0 && errors_ >= cfg.max_errors && phase_ != phase::closed &&
+            !draining_) {
             ev.on_log("too many errors (" + std::to_string(errors_) + "), closing");
             say(421, "4.7.0", cfg.hostname + " Error: too many errors");
-            close();
+            close_after_replies();
         }
     }
     void error(const parse_error& e) { error(e.code, e.enhanced, e.text); }
@@ -141,12 +222,27 @@ struct server_session::impl {
         if (phase_ == phase::closed) return;
         const bool txn = in_txn_;
         in_txn_ = false;
-        pending_ = decision::none;
+        // Pending decisions are forgotten: answers after close are ignored.
+        for (std::size_t i = 0; i < queued_; ++i) at(i).bytes.clear();
+        head_ = 0;
+        queued_ = 0;
+        held_bytes_ = 0;
+        mail_pending_ = false;
+        rcpts_in_flight_ = 0;
+        draining_ = false;
         pos_ = in_.size();
         later_.clear();
         enter(phase::closed);
         if (txn) ev.on_reset();
         ev.on_close();
+    }
+    // Closes once the replies the peer is owed for commands already handled
+    // are out (the 421 of max_errors behind pending decisions): nothing more
+    // is read meanwhile.
+    void close_after_replies() {
+        if (queued_ == 0) return close();
+        at(queued_ - 1).close_after = true;
+        draining_ = true;
     }
     // Shutdown waits for the transaction in flight, then 421 4.3.2.
     bool maybe_shutdown() {
@@ -155,9 +251,35 @@ struct server_session::impl {
         close();
         return true;
     }
+    // Queues decision `d`; the caller then asks the owner (on_mail...).
     void ask(decision d) {
-        pending_ = d;
+        push(d);
+        if (d == decision::mail) mail_pending_ = true;
+        if (d == decision::rcpt) ++rcpts_in_flight_;
         enter(phase::waiting);
+    }
+    // RFC 2920 §3.1: a client may send MAIL and its RCPTs without waiting
+    // for replies. While MAIL/RCPT decisions are pending, the next command is
+    // handled at once if it is a RCPT, so the owner can forward it at once
+    // (one round trip to the smart host for the group, not one per RCPT).
+    // Anything else waits for every answer: DATA/BDAT need the final
+    // recipient count, RSET/EHLO/QUIT/STARTTLS end what is pending, MAIL is
+    // nested or not depending on the pending one. At most max_recipients
+    // commands are handled ahead of the front decision, which bounds the
+    // queue; beyond that input waits in in_ (counted by buffered_bytes()).
+    bool rcpt_ahead() const noexcept {
+        if (queued_ == 0 || draining_ || lines.skipping() || queued_ > cfg.max_recipients)
+            return false;
+        const decision front = ring_[head_].kind;
+        if (front != decision::mail && front != decision::rcpt) return false;
+        // Only a whole line within the limit: the line reader will return
+        // exactly this line (a longer one waits and is refused in order).
+        const std::string_view avail = std::string_view(in_).substr(pos_, max_command_line);
+        const std::size_t lf = avail.find('\n');
+        if (lf == std::string_view::npos) return false;
+        std::string_view line = avail.substr(0, lf);
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        return detail::iequals(detail::split_command(line).verb, "RCPT");
     }
     bool input_pending() const noexcept { return pos_ < in_.size() || !later_.empty(); }
 
@@ -171,12 +293,15 @@ struct server_session::impl {
                 later_.clear();
             }
             if (phase_ == phase::command && maybe_shutdown()) break;
-            if (phase_ != phase::command && phase_ != phase::data) break;
             if (pos_ >= in_.size()) break;
             if (phase_ == phase::command) {
                 if (!step_command()) break;
-            } else {
+            } else if (phase_ == phase::data) {
                 step_body();
+            } else if (phase_ == phase::waiting && rcpt_ahead()) {
+                step_command();  // a whole line: always consumed
+            } else {
+                break;
             }
         }
         running_ = false;
@@ -375,7 +500,10 @@ struct server_session::impl {
     }
 
     void do_rcpt(std::string_view args) {
-        if (!in_txn_) return error(503, "5.5.1", "Error: need MAIL command");
+        // A RCPT pipelined behind its pending MAIL goes on at once (RFC 2920
+        // §3.1); should the MAIL be refused, its reply becomes this 503
+        // (answer()).
+        if (!in_txn_ && !mail_pending_) return error(503, "5.5.1", "Error: need MAIL command");
         if (bdat_used_) return error(503, "5.5.1", "Error: RCPT after BDAT");
         auto p = detail::parse_rcpt(args);
         if (!p) {
@@ -383,11 +511,13 @@ struct server_session::impl {
             return error(p.err);
         }
         auto& r = *p.value;
-        if (r.non_ascii && !txn_smtputf8_)
+        // RFC 6531 §3.4, against the MAIL this RCPT follows, pending or not.
+        if (r.non_ascii && !(mail_pending_ ? pending_smtputf8_ : txn_smtputf8_))
             return error(553, "5.6.7", "Error: non-ASCII address needs SMTPUTF8");
         // RFC 5321 §4.5.3.1.10: 452 for too many recipients; the client
         // sends the rest in another transaction. Not a protocol error.
-        if (rcpts_ >= cfg.max_recipients) {
+        // Recipients still in flight count: each may yet be accepted.
+        if (rcpts_ + rcpts_in_flight_ >= cfg.max_recipients) {
             say(452, "4.5.3", "Error: too many recipients");
             return;
         }
@@ -560,7 +690,7 @@ void server_session::greet() {
 void server_session::refuse(const reply& r) {
     auto& s = *impl_;
     if (s.phase_ == phase::closed) return;
-    s.say(r);
+    s.say_now(r);
     s.close();
 }
 
@@ -591,9 +721,11 @@ void server_session::feed(std::span<const char> bytes) {
 
 void server_session::answer(const reply& r) {
     auto& s = *impl_;
-    if (s.phase_ != phase::waiting) return;
-    const auto d = s.pending_;
-    s.pending_ = impl::decision::none;
+    if (s.phase_ == phase::closed || s.queued_ == 0) return;
+    // Decisions are answered in the order they were asked: this one is the
+    // oldest, the front of the queue (a decision, see flush()).
+    const auto d = s.at(0).kind;
+    s.pop();
 
     reply out = r;
     if (out.code < 200 || out.code > 599) {
@@ -603,10 +735,23 @@ void server_session::answer(const reply& r) {
         out.enhanced = std::to_string(out.code / 100) + ".0.0";
     }
     const bool ok = out.code / 100 == 2;
-    s.enter(phase::command);
+    if (s.queued_ == 0) s.enter(phase::command);
     switch (d) {
         case impl::decision::mail:
-            if (ok) {
+            s.mail_pending_ = false;
+            if (!ok) {
+                // The RCPTs handled behind the refused MAIL get what they
+                // would have got after it, the 503 of do_rcpt() (also for
+                // those still pending: see decision::rcpt); the client
+                // pipelined legitimately, so none counts toward max_errors.
+                for (std::size_t i = 0; i < s.queued_; ++i) {
+                    auto& q = s.at(i);
+                    if (q.kind != impl::decision::none || !q.needs_mail || q.close_after) continue;
+                    s.held_bytes_ -= q.bytes.size();
+                    q.bytes = format_reply({503, "5.5.1", "Error: need MAIL command"});
+                    s.held_bytes_ += q.bytes.size();
+                }
+            } else {
                 s.in_txn_ = true;
                 s.txn_smtputf8_ = s.pending_smtputf8_;
                 s.rcpts_ = 0;
@@ -616,7 +761,14 @@ void server_session::answer(const reply& r) {
             }
             break;
         case impl::decision::rcpt:
-            if (ok) ++s.rcpts_;
+            --s.rcpts_in_flight_;
+            // Only a RCPT sent on while its MAIL was pending can be answered
+            // outside a transaction (nothing else ends one while a RCPT is
+            // pending): its MAIL was refused, the owner's answer is moot.
+            if (!s.in_txn_)
+                out = reply{503, "5.5.1", "Error: need MAIL command"};
+            else if (ok)
+                ++s.rcpts_;
             break;
         case impl::decision::message:
             if (ok) ++s.messages_;
@@ -625,7 +777,10 @@ void server_session::answer(const reply& r) {
         case impl::decision::none:
             break;
     }
-    s.say(out);
+    // The front of the queue: nothing is owed before it.
+    s.ev.send(format_reply(out));
+    if (s.phase_ == phase::closed) return;
+    s.flush();
     s.run();
 }
 
@@ -655,8 +810,10 @@ void server_session::timed_out(std::string_view why) {
     auto& s = *impl_;
     if (s.phase_ == phase::closed) return;
     s.ev.on_log(std::string("timeout in phase ") + phase_name(s.phase_) + ": " + printable(why));
-    // Nothing in plaintext in the middle of a TLS handshake.
-    if (s.phase_ != phase::tls) s.say(421, "4.4.2", s.cfg.hostname + " Error: timeout exceeded");
+    // Nothing in plaintext in the middle of a TLS handshake. At once, ahead
+    // of replies still pending, which will never be sent.
+    if (s.phase_ != phase::tls)
+        s.say_now({421, "4.4.2", s.cfg.hostname + " Error: timeout exceeded"});
     s.close();
 }
 
@@ -686,7 +843,8 @@ std::uint64_t server_session::messages() const noexcept {
     return impl_->messages_;
 }
 std::size_t server_session::buffered_bytes() const noexcept {
-    return impl_->in_.size() - impl_->pos_ + impl_->later_.size();
+    const auto& s = *impl_;
+    return s.in_.size() - s.pos_ + s.later_.size() + s.held_bytes_;
 }
 
 }  // namespace sigrelay::smtp

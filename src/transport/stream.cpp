@@ -13,7 +13,40 @@ stream::stream(runtime::connection& conn, stream_events& events) : conn_(&conn),
 
 stream::~stream() = default;
 
+// A TLS record holds at most 16 KiB of plaintext (RFC 8446 §5.1).
+constexpr std::size_t record_size = 16 * 1024;
+
 void stream::write(std::string_view plain) {
+    if (corked_ == 0) return encrypt(plain);
+    // Corked: small writes are gathered into one record; the bulk of a large
+    // write is encrypted straight from the caller's bytes, in whole records,
+    // and only its tail waits for what comes next (staged_ stays under a record).
+    if (!staged_.empty()) {
+        const std::size_t need = record_size - staged_.size();
+        if (plain.size() < need) {
+            staged_.append(plain);
+            return;
+        }
+        staged_.append(plain.substr(0, need));
+        plain.remove_prefix(need);
+        encrypt(staged_);
+        staged_.clear();
+    }
+    const std::size_t whole = plain.size() / record_size * record_size;
+    encrypt(plain.substr(0, whole));
+    staged_.append(plain.substr(whole));
+}
+
+void stream::uncork() {
+    if (corked_ == 0 || --corked_ > 0) return;
+    if (staged_.empty()) return;
+    std::string s = std::move(staged_);
+    staged_ = std::string();
+    encrypt(s);
+}
+
+void stream::encrypt(std::string_view plain) {
+    if (plain.empty()) return;
     if (!tls_) {
         conn_->send(std::string(plain));
         return;
@@ -57,6 +90,11 @@ void stream::fail_tls(std::string why) {
 }
 
 void stream::close() {
+    if (!staged_.empty()) {
+        std::string s = std::move(staged_);
+        staged_ = std::string();
+        encrypt(s);
+    }
     if (tls_ && tls_->current_state() == tls::state::open) {
         tls_->shutdown();
         flush_tls();
@@ -96,6 +134,10 @@ void stream::on_data(runtime::connection&, std::span<const char> bytes) {
 }
 
 void stream::on_timer(runtime::connection&, std::uint64_t tag) { events_->on_timer(*this, tag); }
+
+void stream::on_send_drained(runtime::connection&) {
+    if (staged_.empty()) events_->on_drained(*this);
+}
 
 void stream::on_shutdown(runtime::connection&) { events_->on_shutdown(*this); }
 

@@ -1,6 +1,7 @@
 // libFuzzer target for the SMTP server session. The first byte picks the
 // feed size and options; the rest is client input, fed in pieces. Decisions
-// are answered alternately accept/reject, some at once and some later.
+// are answered alternately accept/reject, some at once and some later
+// (several can be pending: RCPTs pipelined behind them go on at once).
 // Invariants (trap on violation): every reply is whole lines ending in CRLF
 // that start with three digits and ' ' or '-'; nothing after on_close;
 // on_close once; the DATA content of a message never carries a bare CR
@@ -25,7 +26,7 @@ struct fuzz_events : session_events {
     bool closed = false;
     bool want_tls = false;
     bool deferred = false;  // answer later instead of inside the callback
-    bool pending = false;
+    unsigned pending = 0;   // decisions deferred, answered in order by settle()
     unsigned decisions = 0;
     bool in_data = false;      // after a 354, before the next reply
     std::string data_content;  // content since the 354
@@ -66,7 +67,7 @@ struct fuzz_events : session_events {
     void decide() {
         check(!closed);
         if (deferred && (decisions & 2)) {
-            pending = true;
+            ++pending;
             ++decisions;
             return;
         }
@@ -104,8 +105,8 @@ struct fuzz_events : session_events {
             want_tls = false;
             s->tls_started();
         }
-        if (pending) {
-            pending = false;
+        if (pending != 0 && !closed) {
+            --pending;
             s->answer(next_answer());
         }
     }
@@ -147,10 +148,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         n = n < in.size() ? n : in.size();
         s.feed(std::span<const char>(in.data(), n));
         in.remove_prefix(n);
-        check(s.buffered_bytes() <= size);
+        // Input, plus replies held behind pending decisions (at most
+        // max_recipients + 1 of them, none longer than 64 octets here).
+        check(s.buffered_bytes() <= size + 64 * (cfg.max_recipients + 1));
         ev.settle();
     }
     for (int i = 0; i < 8 && !ev.closed; ++i) ev.settle();
+    while (ev.pending != 0 && !ev.closed) ev.settle();
     if (opts & 0x04) s.shutdown();
     s.timed_out("fuzz end");
     s.peer_closed();

@@ -32,7 +32,7 @@ const char* const default_allow[] = {"127.0.0.0/8",    "::1/128",           "40.
 
 struct options {
     std::string listen = "0.0.0.0:25";
-    std::string tls_cert, tls_key;
+    inbound::tls_flags tls;
     std::string tenants;
     std::string hostname;
     unsigned threads = 0;
@@ -188,8 +188,7 @@ int main(int argc, char** argv) {
                   "SMTP relay that adds each sender's email signature for Exchange Online tenants\n"
                   "and hands the message back to the tenant's smart host. Reference: docs/configuration.md.");
     p.add("--listen", &o.listen, "HOST:PORT to accept mail on (default 0.0.0.0:25)");
-    p.add("--tls-cert", &o.tls_cert, "certificate chain (PEM) with the relay's public name, for STARTTLS");
-    p.add("--tls-key", &o.tls_key, "private key (PEM) for --tls-cert");
+    o.tls.add_to(p, "certificate chain (PEM) with the relay's public name, for STARTTLS");
     p.add("--tenants", &o.tenants, "tenants file (JSON, docs/configuration.md); SIGHUP reloads it");
     p.add("--hostname", &o.hostname, "name in the greeting and Received: (default: the host name)");
     p.add("--threads", &o.threads, "shards, one per core (default: online CPUs)");
@@ -219,8 +218,8 @@ int main(int argc, char** argv) {
     }
     if (!o.spool_dir.empty()) return fail(64, "--spool-dir: spool mode is not implemented yet");
     if (o.tenants.empty()) return fail(64, "--tenants FILE is required");
-    if (o.tls_cert.empty() != o.tls_key.empty()) return fail(64, "--tls-cert and --tls-key go together");
-    if (o.tls_cert.empty() && o.require_tls)
+    if (auto r = o.tls.validate(); !r) return fail(64, r.err().message);
+    if (!o.tls.enabled() && o.require_tls)
         return fail(64, "--require-tls (the default) needs --tls-cert and --tls-key; or say --no-require-tls");
     if (o.log_format != "text" && o.log_format != "json") return fail(64, "--log-format must be text or json");
     if (o.hostname.empty()) o.hostname = host_name();
@@ -280,11 +279,8 @@ int main(int argc, char** argv) {
     runtime::shard_group group(so);
     std::vector<shard_state> shards(group.size());
     for (auto& st : shards) {
-        if (o.tls_cert.empty()) continue;
-        tls::server_options to;
-        to.cert_file = o.tls_cert;
-        to.key_file = o.tls_key;
-        auto ctx = tls::context::server(to);
+        if (!o.tls.enabled()) continue;
+        auto ctx = o.tls.make_context();
         if (!ctx) return fail(78, "TLS: " + ctx.err().message);
         st.tls.emplace(std::move(ctx).value());
     }

@@ -57,6 +57,23 @@ struct server_flags {
     result<void> apply(server_options& opts) const;
 };
 
+// The STARTTLS flags of an SMTP server, shared by sigrelay and the sink:
+// the server's certificate, and optionally the client certificate demanded
+// (Exchange's -TlsSenderCertificateName on our side of the connector).
+struct tls_flags {
+    std::string cert, key;                  // --tls-cert, --tls-key
+    std::string require_client_cert;        // --require-client-cert NAME
+    std::string client_ca;                  // --client-ca FILE
+
+    void add_to(cli::parser& p, std::string_view cert_help);
+    bool enabled() const noexcept { return !cert.empty(); }
+    // Checks the combination; the error names the flags.
+    result<void> validate() const;
+    // One server context (each shard makes its own: no context is shared
+    // between threads).
+    result<tls::context> make_context() const;
+};
+
 // The per-IP connection counts, shared by every shard without a lock: a fixed
 // table of atomic counters indexed by a hash of the address. Two addresses
 // that share a slot share a limit, which only ever makes it stricter.

@@ -39,4 +39,30 @@ result<void> server_flags::apply(server_options& o) const {
     return {};
 }
 
+void tls_flags::add_to(cli::parser& p, std::string_view cert_help) {
+    p.add("--tls-cert", &cert, std::string(cert_help));
+    p.add("--tls-key", &key, "private key (PEM) for --tls-cert");
+    p.add("--require-client-cert", &require_client_cert,
+          "refuse TLS unless the client certificate carries NAME (like -TlsSenderCertificateName)");
+    p.add("--client-ca", &client_ca, "CA (PEM) the client certificate must chain to");
+}
+
+result<void> tls_flags::validate() const {
+    if (cert.empty() != key.empty()) return make_error("--tls-cert and --tls-key go together");
+    if (!require_client_cert.empty() && (client_ca.empty() || cert.empty()))
+        return make_error("--require-client-cert needs --client-ca and --tls-cert/--tls-key");
+    if (require_client_cert.empty() && !client_ca.empty())
+        return make_error("--client-ca goes with --require-client-cert NAME");
+    return {};
+}
+
+result<tls::context> tls_flags::make_context() const {
+    tls::server_options to;
+    to.cert_file = cert;
+    to.key_file = key;
+    to.client_ca_file = client_ca;
+    to.required_client_name = require_client_cert;
+    return tls::context::server(to);
+}
+
 }  // namespace sigrelay::inbound

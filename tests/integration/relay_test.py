@@ -221,10 +221,61 @@ def require_sni_and_tenant_guid():
                 raise AssertionError("accepted without X-MS-Exchange-CrossTenant-Id")
             except smtplib.SMTPDataError as e:
                 assert e.smtp_code == 550 and e.smtp_error.startswith(b"5.7.1"), e
+        # A forged second copy beside the real one: refused, nothing relayed.
+        forged = text_message()
+        forged["X-MS-Exchange-CrossTenant-Id"] = guid
+        forged["X-MS-Exchange-CrossTenant-Id"] = "3b2a6d2e-0000-4000-8000-00000000beef"
+        with s.smtp() as c:
+            try:
+                c.send_message(forged)
+                raise AssertionError("accepted with two different X-MS-Exchange-CrossTenant-Id")
+            except smtplib.SMTPDataError as e:
+                assert e.smtp_code == 550 and e.smtp_error.startswith(b"5.7.1"), e
         m["X-MS-Exchange-CrossTenant-Id"] = guid.upper()
         with s.smtp() as c:
             c.send_message(m)
         assert len(s.saved(1)) == 1
+        time.sleep(0.3)
+        assert len(s.saved(2, timeout=0.2)) == 1, "a refused message reached the smart host"
+
+
+@case
+def exchange_online_client_certificate_required():
+    """--require-client-cert: only a client whose certificate chains to the
+    CA and carries the name (Exchange Online's mail.protection.outlook.com)
+    gets a transaction."""
+    with Setup(relay_extra=("--require-client-cert", "mail.protection.outlook.com",
+                            "--client-ca", cert("ca.pem"))) as s:
+        def attempt(client_cert):
+            ctx = ssl.create_default_context(cafile=cert("ca.pem"))
+            if client_cert:
+                ctx.load_cert_chain(cert(client_cert + ".pem"), cert(client_cert + ".key"))
+            c = smtplib.SMTP("127.0.0.1", s.relay_port, local_hostname="exo.test", timeout=20)
+            c._host = RELAY_NAME
+            try:
+                c.starttls(context=ctx)
+                c.ehlo("exo.test")
+                c.send_message(text_message())
+                return "accepted"
+            except (ssl.SSLError, smtplib.SMTPException, OSError) as e:
+                return "refused: %r" % e
+            finally:
+                try:
+                    c.close()
+                except OSError:
+                    pass
+        for bad in (None, "rogue", "S5HG3DCG14"):  # none, other CA, other name
+            r = attempt(bad)
+            assert r.startswith("refused"), (bad, r)
+        assert attempt("exo") == "accepted"
+        assert len(s.saved(1)) == 1
+        time.sleep(0.3)
+        assert len(s.saved(2, timeout=0.2)) == 1, "a client without the certificate got a message through"
+    r = subprocess.run([RELAY, "--tenants", tenants_file(tempfile.mkdtemp(), 1), "--listen",
+                        f"127.0.0.1:{free_port()}", "--tls-cert", cert("relay.pem"), "--tls-key",
+                        cert("relay.key"), "--require-client-cert", "mail.protection.outlook.com"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 64 and "--client-ca" in r.stderr, (r.returncode, r.stderr)
 
 
 @case

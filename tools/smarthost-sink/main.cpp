@@ -28,8 +28,7 @@ using namespace std::chrono_literals;
 
 struct options {
     std::string listen = "127.0.0.1:2526";
-    std::string tls_cert, tls_key;
-    std::string require_client_cert, client_ca;
+    inbound::tls_flags tls;
     std::string save_dir;
     double fail_rate = 0;
     int fail_code = 451;
@@ -179,11 +178,7 @@ int main(int argc, char** argv) {
                   "Stand-in for Exchange Online's smart host: accepts mail over SMTP/STARTTLS,\n"
                   "optionally requiring the tenant's client certificate, and saves or counts it.");
     p.add("--listen", &o.listen, "HOST:PORT to listen on (default 127.0.0.1:2526)");
-    p.add("--tls-cert", &o.tls_cert, "certificate chain (PEM) for STARTTLS");
-    p.add("--tls-key", &o.tls_key, "private key (PEM) for STARTTLS");
-    p.add("--require-client-cert", &o.require_client_cert,
-          "refuse TLS unless the client certificate carries NAME (like -TlsSenderCertificateName)");
-    p.add("--client-ca", &o.client_ca, "CA (PEM) the client certificate must chain to");
+    o.tls.add_to(p, "certificate chain (PEM) for STARTTLS");
     p.add("--save-dir", &o.save_dir, "write each message, byte-exact, to a file in DIR");
     p.add("--fail-rate", &o.fail_rate, "fraction 0..1 of messages answered with --fail-code");
     p.add("--fail-code", &o.fail_code, "reply code for simulated failures (default 451)");
@@ -202,12 +197,8 @@ int main(int argc, char** argv) {
         std::fputs(p.help().c_str(), stdout);
         return 0;
     }
-    if (o.tls_cert.empty() != o.tls_key.empty()) {
-        std::fprintf(stderr, "smarthost-sink: --tls-cert and --tls-key go together\n");
-        return 64;
-    }
-    if (!o.require_client_cert.empty() && (o.client_ca.empty() || o.tls_cert.empty())) {
-        std::fprintf(stderr, "smarthost-sink: --require-client-cert needs --client-ca and --tls-cert/--tls-key\n");
+    if (auto r = o.tls.validate(); !r) {
+        std::fprintf(stderr, "smarthost-sink: %s\n", r.err().message.c_str());
         return 64;
     }
     if (!o.save_dir.empty()) {
@@ -232,7 +223,7 @@ int main(int argc, char** argv) {
     io.smtp.hostname = o.hostname;
     io.smtp.greeting_text = "ESMTP smarthost-sink";
     io.smtp.advertise_xoorg = false;
-    io.smtp.require_tls = !o.require_client_cert.empty();
+    io.smtp.require_tls = !o.tls.require_client_cert.empty();
     if (auto r = o.server.apply(io); !r) {
         std::fprintf(stderr, "smarthost-sink: %s\n", r.err().message.c_str());
         return 64;
@@ -251,13 +242,8 @@ int main(int argc, char** argv) {
         auto st = std::make_unique<shard_state>();
         st->opt = &o;
         st->shard = i;
-        if (!o.tls_cert.empty()) {
-            tls::server_options to;
-            to.cert_file = o.tls_cert;
-            to.key_file = o.tls_key;
-            to.client_ca_file = o.client_ca;
-            to.required_client_name = o.require_client_cert;
-            auto ctx = tls::context::server(to);
+        if (o.tls.enabled()) {
+            auto ctx = o.tls.make_context();
             if (!ctx) {
                 std::fprintf(stderr, "smarthost-sink: TLS: %s\n", ctx.err().message.c_str());
                 return 78;
@@ -282,8 +268,8 @@ int main(int argc, char** argv) {
     auto t0 = std::chrono::steady_clock::now();
     if (!o.quiet)
         std::fprintf(stderr, "smarthost-sink: listening on %s (%u shard%s%s%s)\n", addr->to_string().c_str(),
-                     group.size(), group.size() == 1 ? "" : "s", o.tls_cert.empty() ? "" : ", STARTTLS",
-                     o.require_client_cert.empty() ? "" : (", client certificate " + o.require_client_cert).c_str());
+                     group.size(), group.size() == 1 ? "" : "s", !o.tls.enabled() ? "" : ", STARTTLS",
+                     o.tls.require_client_cert.empty() ? "" : (", client certificate " + o.tls.require_client_cert).c_str());
     int rc = group.run_until_signal();
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 

@@ -39,7 +39,7 @@ struct options {
     unsigned drain_timeout = 30;
     inbound::server_flags server;
     bool require_tls = true;
-    unsigned pool_size = 8, pool_max_messages = 100, pool_idle_timeout = 30;
+    unsigned pool_size = 8, pool_max_connections = 50, pool_max_messages = 100, pool_idle_timeout = 30;
     unsigned connect_timeout = 10;
     std::uint64_t max_signed_part = 8ull << 20, memory_budget = 128ull << 20;
     std::string log_format = "text";
@@ -129,6 +129,9 @@ const metric metrics_table[] = {
      [](const shard_state& s) { return s.relay->stats().budget_waits; }},
     {"sigrelay_memory_held_bytes", K::gauge, "Message bytes the shard's transactions hold now.",
      [](const shard_state& s) { return std::uint64_t{s.relay->budget_used()}; }},
+    {"sigrelay_outbound_retries_total", K::counter,
+     "MAILs sent again on a new connection because a pooled one was found dead (EOF, reset, 421).",
+     [](const shard_state& s) { return s.relay->stats().retries; }},
     {"sigrelay_outbound_connects_total", K::counter, "Outbound connections attempted.",
      [](const shard_state& s) { return s.relay->pool().stats().connects; }},
     {"sigrelay_outbound_connect_failures_total", K::counter, "Outbound connections that failed to set up.",
@@ -184,6 +187,9 @@ int main(int argc, char** argv) {
     options o;
     o.server.default_allow.assign(std::begin(default_allow), std::end(default_allow));
     o.server.max_connections = 10000;
+    // Like Postfix's smtpd_min_data_rate: a client trickling content holds a
+    // connection to the smart host, so it must keep some pace.
+    o.server.min_data_rate = 500;
     cli::parser p("sigrelay",
                   "SMTP relay that adds each sender's email signature for Exchange Online tenants\n"
                   "and hands the message back to the tenant's smart host. Reference: docs/configuration.md.");
@@ -195,7 +201,9 @@ int main(int argc, char** argv) {
     p.add("--drain-timeout", &o.drain_timeout, "seconds to let transactions finish on SIGTERM (default 30)");
     p.add_bool("--require-tls", &o.require_tls, "MAIL before STARTTLS gets 530 5.7.0 (default on)");
     o.server.add_to(p);
-    p.add("--pool-size", &o.pool_size, "outbound connections per smart host per shard (default 8)");
+    p.add("--pool-size", &o.pool_size, "idle outbound connections kept per smart host per shard (default 8)");
+    p.add("--pool-max-connections", &o.pool_max_connections,
+          "outbound connections open at once per smart host per shard (default 50)");
     p.add("--pool-max-messages", &o.pool_max_messages, "messages per outbound connection (default 100)");
     p.add("--pool-idle-timeout", &o.pool_idle_timeout, "seconds an idle outbound connection is kept (default 30)");
     p.add("--connect-timeout", &o.connect_timeout, "seconds to reach a smart host (default 10)");
@@ -259,7 +267,8 @@ int main(int argc, char** argv) {
     ro.hostname = o.hostname;
     ro.json_logs = o.log_format == "json";
     ro.log_messages = !o.quiet;
-    ro.pool.pool_size = o.pool_size;
+    ro.pool.max_idle = o.pool_size;
+    ro.pool.max_connections = o.pool_max_connections;
     ro.pool.max_messages = o.pool_max_messages;
     ro.pool.idle_timeout = std::chrono::seconds(o.pool_idle_timeout);
     ro.pool.connect_timeout = std::chrono::seconds(o.connect_timeout);

@@ -351,10 +351,10 @@ TEST_CASE("the next transaction reuses the connection, with RSET after an unfini
     CHECK(sink.saved().size() == 2);
 }
 
-TEST_CASE("pool_size bounds the connections; waiters queue") {
+TEST_CASE("max_connections bounds the connections; waiters queue") {
     sink_process sink({.extra = {"--delay-ms", "100"}});
     outbound::pool_options o;
-    o.pool_size = 2;
+    o.max_connections = 2;
     int done = 0, ok = 0;
     outbound::pool_stats st;
     {
@@ -537,7 +537,7 @@ TEST_CASE("a closed port: acquire fails with 451 4.4.1, every waiter at once") {
     int port = free_port();
     std::vector<delivery> got;
     outbound::pool_options o;
-    o.pool_size = 1;  // one attempt; the waiters behind it need not try again
+    o.max_connections = 1;  // one attempt; the waiters behind it need not try again
     {
         harness h(sink, o);
         h.dest.address = *runtime::socket_address::parse("127.0.0.1:" + std::to_string(port));
@@ -657,7 +657,7 @@ TEST_CASE("a smart host slower than data_timeout: 421 4.4.2 and the connection i
 TEST_CASE("a full pool answers a waiter 451 4.4.5 after acquire_timeout") {
     sink_process sink({});
     outbound::pool_options o;
-    o.pool_size = 1;
+    o.max_connections = 1;
     o.acquire_timeout = 200ms;
     outbound::acquire_outcome second;
     {
@@ -734,7 +734,7 @@ TEST_CASE("an idle connection the smart host closed leaves the idle list and fre
     // would wait and get 451 4.4.5 instead of a new connection.
     sink_process sink({.extra = {"--command-timeout", "1"}});
     outbound::pool_options o;
-    o.pool_size = 1;
+    o.max_connections = 1;
     o.acquire_timeout = 500ms;
     outbound::pool_stats before, mid;
     delivery first, second;

@@ -36,7 +36,12 @@ struct destination {
 };
 
 struct pool_options {
-    unsigned pool_size = 8;                              // connections per destination (this shard)
+    // Per destination and shard: connections open at once (in use, starting
+    // or idle), and idle connections kept for reuse. Separate, so that slow
+    // transactions do not make a tenant's other messages wait while the pool
+    // keeps only a few connections open between bursts.
+    unsigned max_connections = 50;
+    unsigned max_idle = 8;
     unsigned max_messages = 100;                         // transactions per connection, then QUIT
     std::chrono::milliseconds idle_timeout{30'000};      // unused this long: QUIT
     std::chrono::milliseconds connect_timeout{10'000};   // TCP connect; again for greeting+EHLO+TLS
@@ -67,7 +72,7 @@ struct pool_stats {
     std::uint64_t timeouts = 0;      // per-command timeouts
     std::uint64_t queued = 0;        // acquires that had to wait for a slot
     std::uint64_t acquire_timeouts = 0;
-    unsigned open = 0;  // now: connections counted against pool_size, all destinations
+    unsigned open = 0;  // now: connections counted against max_connections, all destinations
     unsigned idle = 0;  // now: idle connections, all destinations
 };
 
@@ -179,7 +184,9 @@ public:
     // (NOOP-checked when idle for long), else a new one, else wait for one.
     // When the destination's address, TLS name or context changed (tenants
     // reload), older connections are retired. Returns a ticket for cancel().
-    std::uint64_t acquire(const destination& dest, acquire_callback cb);
+    // `fresh`: a newly opened connection, never one that carried a
+    // transaction before (the retry after a pooled one turned out dead).
+    std::uint64_t acquire(const destination& dest, acquire_callback cb, bool fresh = false);
     // Forget a waiting acquire (the client went away); its callback never runs.
     void cancel(std::uint64_t ticket);
 

@@ -50,6 +50,7 @@ struct relay_stats {
     std::uint64_t abandoned = 0;  // messages given up before their end (client gone, bad content)
     std::uint64_t bytes_in = 0, bytes_out = 0;
     std::uint64_t budget_waits = 0;  // times a transaction waited for the memory budget
+    std::uint64_t retries = 0;       // MAILs sent again on a new connection (a pooled one was dead)
 };
 
 // The shard's byte budget for message content held in memory. Not shared

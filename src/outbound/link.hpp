@@ -22,7 +22,7 @@ enum class link_phase {
     idle,        // in the pool, ready
     leased,      // bound to a transaction
     resetting,   // RSET after an unfinished transaction
-    quitting,    // QUIT sent, no longer counted against pool_size
+    quitting,    // QUIT sent, no longer counted against max_connections
     closing,     // closed or failed; waiting for on_closed
 };
 
@@ -68,6 +68,7 @@ public:
     // Idle for longer than probe_after without a NOOP since: check before handing out.
     bool needs_probe() const;
     bool reused() const noexcept { return reused_; }  // carried a transaction before this lease
+    bool fresh() const noexcept { return messages_ == 0; }  // never carried a transaction
     bool broken() const noexcept { return broken_; }  // failed or timed out while leased
     // Commands issued whose replies have not arrived, including failures not yet delivered.
     std::size_t pending() const noexcept { return pending_.size() + deferred_; }

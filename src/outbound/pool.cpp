@@ -20,12 +20,13 @@ struct waiter {
     acquire_callback cb;
     std::uint64_t timer = 0;
     bool counted_queued = false;
+    bool fresh = false;  // only a connection that never carried a transaction
 };
 
 struct dest_state {
     destination dest;
     std::uint64_t generation = 0;  // bumped when the destination changes
-    unsigned active = 0;           // connections counted against pool_size
+    unsigned active = 0;           // connections counted against max_connections
     unsigned starting = 0;         // connecting, setup, probing, resetting: idle soon
     std::vector<link*> idle;       // most recently used last
     std::deque<waiter> waiters;
@@ -53,7 +54,7 @@ bool same_address(const runtime::socket_address& a, const runtime::socket_addres
     return a.length == b.length && std::memcmp(&a.storage, &b.storage, a.length) == 0;
 }
 
-// Counted against pool_size: everything but a connection on its way out.
+// Counted against max_connections: everything but a connection on its way out.
 bool holds_slot(link_phase p) {
     return p != link_phase::quitting && p != link_phase::closing;
 }
@@ -71,7 +72,7 @@ public:
     impl(runtime::reactor& r, pool_options opts);
     ~impl();
 
-    std::uint64_t acquire(const destination& dest, acquire_callback cb);
+    std::uint64_t acquire(const destination& dest, acquire_callback cb, bool fresh);
     void cancel(std::uint64_t ticket);
     void shutdown();
 
@@ -95,7 +96,7 @@ private:
     void schedule(dest_state& ds);
     void dispatch(dest_state& ds);
     void start_connect(dest_state& ds);
-    void hand_out(dest_state& ds, std::shared_ptr<link> l);
+    void hand_out(dest_state& ds, std::deque<waiter>::iterator w, std::shared_ptr<link> l);
     void setup_failed(dest_state& ds, const smtp::reply& r, const std::string& detail);
     void fail_waiters(dest_state& ds, const smtp::reply& r, const std::string& detail);
 
@@ -116,8 +117,8 @@ pool::pool(runtime::reactor& r, pool_options opts)
 
 pool::~pool() = default;
 
-std::uint64_t pool::acquire(const destination& dest, acquire_callback cb) {
-    return impl_->acquire(dest, std::move(cb));
+std::uint64_t pool::acquire(const destination& dest, acquire_callback cb, bool fresh) {
+    return impl_->acquire(dest, std::move(cb), fresh);
 }
 
 void pool::cancel(std::uint64_t ticket) {
@@ -143,7 +144,7 @@ runtime::reactor& pool::owner() const noexcept {
 // ---- pool::impl ---------------------------------------------------------------------
 
 pool::impl::impl(runtime::reactor& r, pool_options opts) : reactor_(r), opts_(std::move(opts)) {
-    if (opts_.pool_size == 0) opts_.pool_size = 1;
+    if (opts_.max_connections == 0) opts_.max_connections = 1;
     if (opts_.max_messages == 0) opts_.max_messages = 1;
 }
 
@@ -192,7 +193,10 @@ void pool::impl::on_link_phase(link& l, link_phase from, link_phase to) {
 bool pool::impl::keeps(const link& l) const {
     auto it = links_.find(&l);
     if (it == links_.end()) return false;
-    return !shutting_down_ && it->second.generation == it->second.ds->generation;
+    const dest_state& ds = *it->second.ds;
+    // Enough idle ones already, and nobody waiting: this one goes.
+    if (ds.idle.size() >= opts_.max_idle && ds.waiters.empty()) return false;
+    return !shutting_down_ && it->second.generation == ds.generation;
 }
 
 void pool::impl::on_link_setup_failed(link& l, const smtp::reply& r, const std::string& detail) {
@@ -233,7 +237,7 @@ dest_state& pool::impl::state_for(const destination& d) {
     return ds;
 }
 
-std::uint64_t pool::impl::acquire(const destination& dest, acquire_callback cb) {
+std::uint64_t pool::impl::acquire(const destination& dest, acquire_callback cb, bool fresh) {
     std::uint64_t ticket = next_ticket_++;
     if (shutting_down_) {
         std::weak_ptr<int> alive = alive_;
@@ -247,6 +251,7 @@ std::uint64_t pool::impl::acquire(const destination& dest, acquire_callback cb) 
     waiter w;
     w.ticket = ticket;
     w.cb = std::move(cb);
+    w.fresh = fresh;
     std::weak_ptr<int> alive = alive_;
     w.timer = reactor_.after(opts_.acquire_timeout, [this, alive, &ds, ticket] {
         if (alive.expired()) return;
@@ -297,25 +302,34 @@ void pool::impl::dispatch(dest_state& ds) {
     ds.dispatching = true;
     do {
         ds.again = false;
-        while (!ds.waiters.empty() && !shutting_down_) {
-            if (!ds.idle.empty()) {
-                link* l = ds.idle.back();
-                link_slot* slot = find(l);
-                if (slot == nullptr) {
-                    // Not reachable (a link leaves the idle list before its slot goes); were it
-                    // so, drop the entry rather than hand out a connection nobody holds.
-                    leave(ds, l, link_phase::idle);
-                    continue;
+        // Idle connections to the waiters, in order; a waiter that wants a
+        // fresh connection lets the ones behind it take the reused ones.
+        bool progress = true;
+        while (progress && !ds.waiters.empty() && !shutting_down_) {
+            progress = false;
+            for (auto w = ds.waiters.begin(); w != ds.waiters.end() && !progress; ++w) {
+                for (auto it = ds.idle.rbegin(); it != ds.idle.rend(); ++it) {
+                    link* l = *it;
+                    if (w->fresh && !l->fresh()) continue;
+                    link_slot* slot = find(l);
+                    if (slot == nullptr) {
+                        // Not reachable (a link leaves the idle list before its slot goes);
+                        // were it so, drop the entry rather than hand out a connection
+                        // nobody holds.
+                        leave(ds, l, link_phase::idle);
+                    } else if (l->needs_probe()) {
+                        l->probe();
+                    } else {
+                        hand_out(ds, w, slot->conn);
+                    }
+                    progress = true;
+                    break;
                 }
-                if (l->needs_probe()) {
-                    l->probe();
-                    continue;
-                }
-                hand_out(ds, slot->conn);
-                continue;
             }
-            if (ds.starting >= ds.waiters.size()) break;
-            if (ds.active >= opts_.pool_size) {
+        }
+        // New connections for the waiters nothing starting will serve.
+        while (!shutting_down_ && ds.waiters.size() > ds.starting) {
+            if (ds.active >= opts_.max_connections) {
                 for (auto& w : ds.waiters) {
                     if (w.counted_queued) continue;
                     w.counted_queued = true;
@@ -323,7 +337,9 @@ void pool::impl::dispatch(dest_state& ds) {
                 }
                 break;
             }
+            const std::size_t before = ds.waiters.size();
             start_connect(ds);
+            if (ds.waiters.size() < before) break;  // it failed at once: the waiter has its answer
         }
     } while (ds.again);
     ds.dispatching = false;
@@ -343,9 +359,9 @@ void pool::impl::start_connect(dest_state& ds) {
     }
 }
 
-void pool::impl::hand_out(dest_state& ds, std::shared_ptr<link> l) {
-    waiter w = std::move(ds.waiters.front());
-    ds.waiters.pop_front();
+void pool::impl::hand_out(dest_state& ds, std::deque<waiter>::iterator it, std::shared_ptr<link> l) {
+    waiter w = std::move(*it);
+    ds.waiters.erase(it);
     reactor_.cancel(w.timer);
     l->lease_out();
     ++stats_.leases;

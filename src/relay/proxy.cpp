@@ -122,26 +122,9 @@ public:
         // SIZE is not forwarded: the signature adds bytes (docs/behaviour.md, SMTP server rules).
         started_ = std::chrono::steady_clock::now();
         ++sh_.counters().transactions;
-        txn_ = txn::acquiring;
-        std::weak_ptr<void> alive = s.alive();
-        ticket_ = sh_.pool().acquire(*dest, [this, alive](outbound::acquire_outcome o) {
-            if (alive.expired()) return;
-            ticket_ = 0;
-            if (!o.ok()) {
-                ++sh_.counters().outbound_failures;
-                session_->log("tenant " + tenant_->id + ": " + o.detail + "; " +
-                              std::to_string(o.failure.code) + " " + o.failure.enhanced);
-                return fail_mail(o.failure);
-            }
-            lease_ = std::move(o.channel);
-            lease_.set_events(this);
-            txn_ = txn::open;
-            // MAIL and every RCPT the client pipelined meanwhile go as one
-            // group (RFC 2920): one round trip, whatever the recipient count.
-            lease_.mail(env_.sender, params_);
-            for (const auto& r : unsent_) lease_.rcpt(r);
-            unsent_.clear();
-        });
+        dest_ = *dest;
+        retried_ = false;
+        acquire(false);
     }
 
     void on_rcpt(inbound::session& s, const smtp::rcpt_command& cmd) override {
@@ -201,12 +184,13 @@ public:
     void on_reply(smtp::command_kind kind, const smtp::reply& r) override {
         switch (kind) {
             case smtp::command_kind::mail:
+                if (r.code >= 300 && retry_mail(r)) return;
                 if (r.code >= 300) {
                     session_->log("tenant " + tenant_->id + ": smart host refused MAIL: " +
                                   std::to_string(r.code) + " " + smtp::printable(r.text));
                     txn_ = txn::failed;
                 }
-                session_->answer(r);
+                session_->answer(for_client(r));
                 if (txn_ == txn::failed && rcpts_.empty()) release_lease();
                 return;
             case smtp::command_kind::rcpt:
@@ -214,7 +198,7 @@ public:
                     if (r.code < 300 && txn_ == txn::open) env_.recipients.push_back(std::move(rcpts_.front()));
                     rcpts_.pop_front();
                 }
-                session_->answer(r);
+                session_->answer(for_client(r));
                 if (txn_ == txn::failed && rcpts_.empty()) release_lease();
                 return;
             case smtp::command_kind::data:
@@ -243,6 +227,55 @@ public:
     }
 
 private:
+    void acquire(bool fresh) {
+        txn_ = txn::acquiring;
+        std::weak_ptr<void> alive = session_->alive();
+        ticket_ = sh_.pool().acquire(dest_, [this, alive](outbound::acquire_outcome o) {
+            if (alive.expired()) return;
+            ticket_ = 0;
+            if (!o.ok()) {
+                ++sh_.counters().outbound_failures;
+                session_->log("tenant " + tenant_->id + ": " + o.detail + "; " +
+                              std::to_string(o.failure.code) + " " + o.failure.enhanced);
+                return fail_mail(o.failure);
+            }
+            lease_ = std::move(o.channel);
+            lease_.set_events(this);
+            txn_ = txn::open;
+            // MAIL and every RCPT the client pipelined meanwhile go as one
+            // group (RFC 2920): one round trip, whatever the recipient count.
+            lease_.mail(env_.sender, params_);
+            for (const auto& r : unsent_) lease_.rcpt(r);
+            unsent_.clear();
+        }, fresh);
+    }
+
+    // A pooled connection can turn out dead only when it is used: the smart
+    // host closed it meanwhile, or answers MAIL with 421 because it caps the
+    // messages per connection. That is the pool's staleness, not the
+    // client's problem: MAIL (and the RCPTs behind it) go again, once, on a
+    // newly opened connection, and the client sees only the second answer.
+    bool retry_mail(const smtp::reply& r) {
+        if (retried_ || !(r.code == 421 || lease_.broken())) return false;
+        retried_ = true;
+        ++sh_.counters().retries;
+        session_->log("tenant " + tenant_->id + ": pooled connection unusable at MAIL (" +
+                      std::to_string(r.code) + " " + smtp::printable(r.text, 80) +
+                      "); retrying on a new connection");
+        release_lease();  // its other replies are not ours any more
+        unsent_.assign(rcpts_.begin(), rcpts_.end());
+        acquire(true);
+        return true;
+    }
+
+    // RFC 5321 §3.8: 421 means the server closes the channel. The client's
+    // session with us stays open, so a smart host's 421 (or our own timeout
+    // toward it) reaches the client as the same temporary failure, 451.
+    static smtp::reply for_client(smtp::reply r) {
+        if (r.code == 421) r.code = 451;
+        return r;
+    }
+
     void fail_mail(const smtp::reply& r) {
         txn_ = txn::failed;
         inbound::session* s = session_;
@@ -250,7 +283,7 @@ private:
         std::size_t owed = rcpts_.size();
         rcpts_.clear();
         unsent_.clear();
-        s->answer(r);
+        s->answer(for_client(r));
         for (std::size_t i = 0; i < owed; ++i) s->answer({503, "5.5.1", "Error: need MAIL command"});
     }
 
@@ -347,7 +380,7 @@ private:
         if (sh_.options().log_messages) log_message(r);
         inbound::session* s = session_;
         clear();
-        s->answer(r);
+        s->answer(for_client(r));
     }
 
     void log_message(const smtp::reply& r) {
@@ -430,6 +463,8 @@ private:
     std::shared_ptr<const tenants::snapshot> snap_;
     const tenants::tenant* tenant_ = nullptr;
     outbound::lease lease_;
+    outbound::destination dest_;
+    bool retried_ = false;
     std::uint64_t ticket_ = 0;
     txn txn_ = txn::none;
     msg state_ = msg::none;

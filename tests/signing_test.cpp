@@ -2,6 +2,8 @@
 // relay and sigrelay-inject do to one message.
 #include <doctest/doctest.h>
 
+#include <cstdlib>
+
 #include <sigrelay/signing.hpp>
 #include <sigrelay/text.hpp>
 
@@ -12,7 +14,10 @@ using namespace sigrelay;
 namespace {
 
 std::shared_ptr<const tenants::snapshot> examples() {
-    auto s = tenants::snapshot::load(SIGRELAY_SOURCE_DIR "/examples/tenants.json");
+    // The build's copy of examples/, beside the test certificates its paths name.
+    const char* dir = std::getenv("SIGRELAY_EXAMPLES");
+    REQUIRE_MESSAGE(dir != nullptr, "SIGRELAY_EXAMPLES is not set (run through meson test)");
+    auto s = tenants::snapshot::load(std::string(dir) + "/tenants.json");
     REQUIRE_MESSAGE(s.ok(), (s.ok() ? "" : s.err().message));
     return *s;
 }

@@ -4,6 +4,12 @@
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -13,10 +19,52 @@ using namespace sigrelay::tenants;
 namespace {
 
 const std::string data_dir = std::string(SIGRELAY_SOURCE_DIR) + "/tests/data/tenants";
-const std::string examples_dir = std::string(SIGRELAY_SOURCE_DIR) + "/examples";
+
+std::string env_dir(const char* name) {
+    const char* v = std::getenv(name);
+    REQUIRE_MESSAGE(v != nullptr, name << " is not set (run through meson test)");
+    return v;
+}
+
+// tests/data/tenants, copied into a scratch folder with real certificate
+// files where good.json's paths point (the loader reads and checks them):
+// "../ca.pem", "certs/abc.pem" and an absolute key path.
+struct good_data {
+    std::string root, dir;
+    good_data() {
+        namespace fs = std::filesystem;
+        root = (fs::temp_directory_path() / ("sigrelay-tenants-" + std::to_string(::getpid()))).string();
+        dir = root + "/tenants";
+        fs::remove_all(root);
+        fs::create_directories(dir + "/certs");
+        fs::create_directories(root + "/abs");
+        fs::copy(std::string(SIGRELAY_SOURCE_DIR) + "/tests/data/tenants", dir,
+                 fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+        const std::string certs = env_dir("SIGRELAY_TEST_CERTS");
+        fs::copy_file(certs + "/ca.pem", root + "/ca.pem", fs::copy_options::overwrite_existing);
+        fs::copy_file(certs + "/S5HG3DCG14.pem", dir + "/certs/abc.pem", fs::copy_options::overwrite_existing);
+        fs::copy_file(certs + "/S5HG3DCG14.key", root + "/abs/abc.key", fs::copy_options::overwrite_existing);
+        std::ifstream in(dir + "/good.json");
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        replace(text, "\"/abs/abc.key\"", "\"" + root + "/abs/abc.key\"");
+        replace(text, "ABC.smtp.contososignatureservice.com", "S5HG3DCG14.smtp.contososignatureservice.com");
+        std::ofstream(dir + "/good.json") << text;
+    }
+    ~good_data() { std::filesystem::remove_all(root); }
+    static void replace(std::string& s, const std::string& from, const std::string& to) {
+        auto at = s.find(from);
+        REQUIRE(at != std::string::npos);
+        s.replace(at, from.size(), to);
+    }
+};
+
+const good_data& good() {
+    static good_data d;
+    return d;
+}
 
 std::shared_ptr<const snapshot> load_good() {
-    auto s = snapshot::load(data_dir + "/good.json");
+    auto s = snapshot::load(good().dir + "/good.json");
     REQUIRE_MESSAGE(s.ok(), (s.ok() ? "" : s.err().message));
     return *s;
 }
@@ -51,6 +99,7 @@ std::string join(const std::vector<std::string>& lines) {
 }  // namespace
 
 TEST_CASE("tenants: the examples load") {
+    const std::string examples_dir = env_dir("SIGRELAY_EXAMPLES");
     auto s = snapshot::load(examples_dir + "/tenants.json");
     REQUIRE_MESSAGE(s.ok(), (s.ok() ? "" : s.err().message));
     const auto& snap = **s;
@@ -60,8 +109,11 @@ TEST_CASE("tenants: the examples load") {
     CHECK(fab->smart_host_name == "127.0.0.1");
     CHECK(fab->smart_host_port == 2526);
     CHECK(fab->tls_domain == "fabrikam.mail.protection.outlook.com");
-    CHECK(fab->smart_host_ca == std::string(SIGRELAY_SOURCE_DIR) + "/certs/ca.pem");
-    CHECK(fab->client_cert == std::string(SIGRELAY_SOURCE_DIR) + "/certs/S5HG3DCG14.pem");
+    // "../certs/..." beside the examples: the build puts the test certificates there.
+    CHECK(fab->smart_host_ca == env_dir("SIGRELAY_TEST_CERTS") + "/ca.pem");
+    CHECK(fab->client_cert == env_dir("SIGRELAY_TEST_CERTS") + "/S5HG3DCG14.pem");
+    CHECK(fab->client_cert_pem.find("BEGIN CERTIFICATE") != std::string::npos);
+    CHECK(fab->client_key_pem.find("PRIVATE KEY") != std::string::npos);
     CHECK(fab->certificate_domain == "S5HG3DCG14.smtp.contososignatureservice.com");
     CHECK(fab->processed_header.name == "SignatureContoso");
     CHECK(fab->templates.size() == 2);
@@ -101,11 +153,11 @@ TEST_CASE("tenants: fields, relative paths and lookups") {
     CHECK(t.smart_host_name == "example-com.mail.protection.outlook.com");
     CHECK(t.smart_host_port == 25);
     CHECK(t.tls_domain == "example-com.mail.protection.outlook.com");  // default: the host
-    CHECK(t.smart_host_ca == std::string(SIGRELAY_SOURCE_DIR) + "/tests/data/ca.pem");
-    CHECK(t.client_cert == data_dir + "/certs/abc.pem");
-    CHECK(t.client_key == "/abs/abc.key");
-    CHECK(t.directory_file == data_dir + "/users.ndjson");
-    CHECK(t.templates[1].html_file == data_dir + "/sub/campaign.html");
+    CHECK(t.smart_host_ca == good().root + "/ca.pem");  // "../ca.pem"
+    CHECK(t.client_cert == good().dir + "/certs/abc.pem");
+    CHECK(t.client_key == good().root + "/abs/abc.key");  // absolute stays as written
+    CHECK(t.directory_file == good().dir + "/users.ndjson");
+    CHECK(t.templates[1].html_file == good().dir + "/sub/campaign.html");
     CHECK(t.templates[0].where == mime::placement::below_reply);
     CHECK(t.templates[1].where == mime::placement::bottom);  // the default
     CHECK(t.rules.size() == 5);

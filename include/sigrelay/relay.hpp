@@ -124,7 +124,11 @@ private:
     std::shared_ptr<const tenants::snapshot> snap_;
     outbound::pool pool_;
     memory_budget budget_;
-    std::unordered_map<std::string, outbound::destination> destinations_;
+    struct destination_entry {
+        outbound::destination dest;
+        std::string settings;  // what it was built from (kept across reloads when unchanged)
+    };
+    std::unordered_map<std::string, destination_entry> destinations_;
     relay_stats stats_;
     unsigned index_;
     std::uint64_t queue_seq_ = 0;

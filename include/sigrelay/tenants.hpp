@@ -55,6 +55,9 @@ struct tenant {
     std::string certificate_domain;  // as written; empty when not given
     std::string client_cert;         // resolved paths; both or neither
     std::string client_key;
+    // Their contents, read and checked when the snapshot is built (on the main
+    // thread: shards build their TLS contexts from these, with no file I/O).
+    std::string smart_host_ca_pem, client_cert_pem, client_key_pem;
     header_field processed_header;
     std::vector<template_set> templates;
     std::vector<signature::rule> rules;

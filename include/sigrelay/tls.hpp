@@ -19,6 +19,10 @@ namespace sigrelay::tls {
 // The name of the linked TLS library, e.g. "BoringSSL" (OpenSSL_version()).
 std::string library_version();
 
+// Whether the first certificate of a PEM chain carries `name` (a dNSName
+// SAN, or the CN when it has none; the rule client certificates are held to).
+result<bool> certificate_has_name(std::string_view cert_pem, std::string_view name);
+
 struct server_options {
     std::string cert_file;  // PEM chain, leaf first
     std::string key_file;   // PEM private key (empty: in cert_file)
@@ -35,6 +39,10 @@ struct client_options {
     std::string ca_file;    // trust anchors; empty: the system's CAs
     std::string cert_file;  // optional client certificate (PEM chain)
     std::string key_file;   // empty: in cert_file
+    // The same, already read (the tenants snapshot reads its files on the
+    // main thread, so no shard does file I/O): used when not empty, and the
+    // *_file names then only label errors.
+    std::string ca_pem, cert_pem, key_pem;
     bool verify_peer = true;  // false only for load tools (smtp-blaster without --ca)
 };
 

@@ -87,19 +87,46 @@ shard::shard(runtime::reactor& r, const relay_options& opts, std::shared_ptr<con
     queue_prefix_ = buf;
 }
 
+namespace {
+// What a destination is built from: when none of it changed across a reload,
+// the destination (its TLS context, session cache and pooled connections)
+// stays. Settings are compared, not pointers.
+std::string destination_settings(const tenants::tenant& t) {
+    std::string s;
+    for (const std::string* part : {&t.smart_host, &t.tls_domain, &t.smart_host_ca, &t.smart_host_ca_pem,
+                                    &t.client_cert, &t.client_cert_pem, &t.client_key_pem}) {
+        s += std::to_string(part->size());
+        s += ':';
+        s += *part;
+    }
+    return s;
+}
+}  // namespace
+
 void shard::replace_snapshot(std::shared_ptr<const tenants::snapshot> snap) {
     snap_ = std::move(snap);
-    destinations_.clear();  // smart hosts and certificates may have changed
+    for (auto it = destinations_.begin(); it != destinations_.end();) {
+        const tenants::tenant* t = nullptr;
+        for (const auto& cand : snap_->all())
+            if (cand.id == it->first) t = &cand;
+        if (t != nullptr && destination_settings(*t) == it->second.settings)
+            ++it;
+        else
+            it = destinations_.erase(it);  // gone or changed: built anew at next use
+    }
 }
 
 result<outbound::destination> shard::destination_for(const tenants::tenant& t) {
-    if (auto it = destinations_.find(t.id); it != destinations_.end()) return it->second;
+    if (auto it = destinations_.find(t.id); it != destinations_.end()) return it->second.dest;
     auto addr = runtime::socket_address::parse(t.smart_host);
     if (!addr) return make_error(t.smart_host + ": " + addr.err().message);
     tls::client_options co;
     co.ca_file = t.smart_host_ca;
     co.cert_file = t.client_cert;
     co.key_file = t.client_key;
+    co.ca_pem = t.smart_host_ca_pem;  // read with the snapshot: no file I/O here
+    co.cert_pem = t.client_cert_pem;
+    co.key_pem = t.client_key_pem;
     auto ctx = tls::context::client(co);
     if (!ctx) return make_error("TLS client context: " + ctx.err().message);
     outbound::destination d;
@@ -107,7 +134,7 @@ result<outbound::destination> shard::destination_for(const tenants::tenant& t) {
     d.address = *addr;
     d.tls_domain = t.tls_domain;
     d.tls = std::make_shared<const tls::context>(std::move(ctx).value());
-    destinations_.emplace(t.id, d);
+    destinations_.emplace(t.id, destination_entry{d, destination_settings(t)});
     return d;
 }
 

@@ -2,6 +2,7 @@
 // with errors naming file, line and field; templates compiled; directories
 // loaded. Also tenant resolution and the per-message signature decision.
 #include <sigrelay/tenants.hpp>
+#include <sigrelay/tls.hpp>
 
 #include "json_tree.hpp"
 
@@ -320,6 +321,38 @@ struct tenants_loader {
         if (key) t.client_key = resolve_path(want_nonempty(*key, f.field("client_key")));
         if (cert && !key) fail(v.offset, f.field("client_key"), "missing (client_cert needs it)");
         if (key && !cert) fail(v.offset, f.field("client_cert"), "missing (client_key needs it)");
+        // Read and checked now, so that a bad file is refused at start-up and
+        // on reload (keeping the previous snapshot), never at a client's MAIL.
+        if (const json_value* ca = f.get("smart_host_ca"))
+            t.smart_host_ca_pem = read_file(*ca, f.field("smart_host_ca"), t.smart_host_ca);
+        if (cert) {
+            t.client_cert_pem = read_file(*cert, f.field("client_cert"), t.client_cert);
+            t.client_key_pem = read_file(*key, f.field("client_key"), t.client_key);
+        }
+        {
+            tls::client_options co;
+            co.ca_file = t.smart_host_ca;
+            co.ca_pem = t.smart_host_ca_pem;
+            co.cert_file = t.client_cert;
+            co.key_file = t.client_key;
+            co.cert_pem = t.client_cert_pem;
+            co.key_pem = t.client_key_pem;
+            if (auto ctx = tls::context::client(co); !ctx) {
+                const json_value* at = cert ? cert : f.get("smart_host_ca");
+                fail(at ? at->offset : v.offset,
+                     f.field(cert && ctx.err().message.find("CA") == std::string::npos ? "client_cert"
+                                                                                        : "smart_host_ca"),
+                     ctx.err().message);
+            }
+        }
+        // Exchange's inbound connector accepts the tenant only when the client
+        // certificate carries the certificate domain (-TlsSenderCertificateName).
+        if (cert && !t.certificate_domain.empty()) {
+            auto has = tls::certificate_has_name(t.client_cert_pem, t.certificate_domain);
+            if (!has || !*has)
+                fail(cert->offset, f.field("client_cert"),
+                     t.client_cert + " does not carry certificate_domain " + t.certificate_domain);
+        }
 
         {
             const json_value& ph = f.need("processed_header");

@@ -6,7 +6,10 @@
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
+
+#include <memory>
 
 #include <cerrno>
 #include <cstdio>
@@ -157,7 +160,69 @@ result<void> load_ca(SSL_CTX* ctx, const std::string& ca_file) {
     return ok();
 }
 
+struct bio_deleter {
+    void operator()(BIO* b) const { BIO_free(b); }
+};
+using bio_ptr = std::unique_ptr<BIO, bio_deleter>;
+
+bio_ptr memory_bio(std::string_view pem) {
+    return bio_ptr(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+}
+
+result<void> load_ca_pem(SSL_CTX* ctx, std::string_view pem, const std::string& label) {
+    ERR_clear_error();
+    bio_ptr bio = memory_bio(pem);
+    X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+    int n = 0;
+    while (X509* x = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
+        X509_STORE_add_cert(store, x);
+        X509_free(x);
+        ++n;
+    }
+    ERR_clear_error();  // the end of the PEM data reads as an error
+    if (n == 0) return make_error("tls: bad CA file " + label + ": no certificate found");
+    return ok();
+}
+
+result<void> load_cert_and_key_pem(SSL_CTX* ctx, std::string_view cert_pem, std::string_view key_pem,
+                                   const std::string& cert_label, const std::string& key_label) {
+    ERR_clear_error();
+    bio_ptr cb = memory_bio(cert_pem);
+    X509* leaf = PEM_read_bio_X509(cb.get(), nullptr, nullptr, nullptr);
+    if (leaf == nullptr || !SSL_CTX_use_certificate(ctx, leaf)) {
+        X509_free(leaf);
+        return make_error("tls: bad certificate file " + cert_label + ": " +
+                          take_errors("no certificate found"));
+    }
+    X509_free(leaf);
+    while (X509* x = PEM_read_bio_X509(cb.get(), nullptr, nullptr, nullptr)) {
+        if (!SSL_CTX_add0_chain_cert(ctx, x)) X509_free(x);  // add0 owns x on success
+    }
+    ERR_clear_error();
+    bio_ptr kb = memory_bio(key_pem.empty() ? cert_pem : key_pem);
+    EVP_PKEY* key = PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr);
+    const bool used = key != nullptr && SSL_CTX_use_PrivateKey(ctx, key);
+    EVP_PKEY_free(key);
+    if (!used)
+        return make_error("tls: bad private key file " + key_label + ": " +
+                          take_errors("no private key found"));
+    if (!SSL_CTX_check_private_key(ctx))
+        return make_error("tls: private key " + key_label + " does not match certificate " + cert_label +
+                          ": " + take_errors("mismatch"));
+    return ok();
+}
+
 }  // namespace
+
+result<bool> certificate_has_name(std::string_view cert_pem, std::string_view name) {
+    ERR_clear_error();
+    bio_ptr bio = memory_bio(cert_pem);
+    X509* leaf = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr);
+    if (leaf == nullptr) return make_error("no certificate found: " + take_errors("bad PEM"));
+    const bool match = detail::name_matches(detail::names_of(leaf), name);
+    X509_free(leaf);
+    return match;
+}
 
 result<context> context::server(const server_options& opts) {
     auto made = new_ctx();
@@ -192,7 +257,9 @@ result<context> context::client(const client_options& opts) {
     auto made = new_ctx();
     if (!made) return std::move(made).err();
     ctx_ptr ctx = std::move(made).value();
-    if (!opts.ca_file.empty()) {
+    if (!opts.ca_pem.empty()) {
+        SIGRELAY_TRY(load_ca_pem(ctx.get(), opts.ca_pem, opts.ca_file));
+    } else if (!opts.ca_file.empty()) {
         SIGRELAY_TRY(load_ca(ctx.get(), opts.ca_file));
     } else if (opts.verify_peer) {
         ERR_clear_error();
@@ -201,7 +268,10 @@ result<context> context::client(const client_options& opts) {
             return make_error("tls: cannot load the system CAs: " + take_errors("unknown error"));
     }
     SSL_CTX_set_verify(ctx.get(), opts.verify_peer ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
-    if (!opts.cert_file.empty()) {
+    if (!opts.cert_pem.empty()) {
+        SIGRELAY_TRY(load_cert_and_key_pem(ctx.get(), opts.cert_pem, opts.key_pem, opts.cert_file,
+                                           opts.key_file.empty() ? opts.cert_file : opts.key_file));
+    } else if (!opts.cert_file.empty()) {
         SIGRELAY_TRY(load_cert_and_key(ctx.get(), opts.cert_file, opts.key_file));
     } else if (!opts.key_file.empty()) {
         return make_error("tls: client key file " + opts.key_file + " given without a certificate");

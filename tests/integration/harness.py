@@ -2,6 +2,7 @@
 started and stopped around them, and the closing line "N passed, N failed".
 
 Every case runs against real processes over loopback; nothing is mocked."""
+import contextlib
 import os
 import signal
 import socket
@@ -17,6 +18,17 @@ _cases = []
 def case(fn):
     _cases.append(fn)
     return fn
+
+
+@contextlib.contextmanager
+def helpers_only():
+    """Imports another test script for its helpers: the cases it declares are
+    not added to this run (`with harness.helpers_only(): import relay_test`)."""
+    kept = list(_cases)
+    try:
+        yield
+    finally:
+        _cases[:] = kept
 
 
 def free_port():

@@ -432,6 +432,63 @@ def sighup_reloads_and_a_bad_file_keeps_the_old():
 
 
 @case
+def sighup_keeps_the_smart_host_connections_of_unchanged_tenants():
+    mport = free_port()
+    with Setup(relay_extra=("--threads", "1", "--metrics-listen", f"127.0.0.1:{mport}")) as s:
+        def connects():
+            return metric_sum(http_get(mport, "/metrics")[1], "sigrelay_outbound_connects_total")
+        with s.smtp() as c:
+            c.send_message(text_message())
+        assert connects() == 1
+        # The same file again, then one whose change does not touch the smart
+        # host or its certificates: the pooled connection carries on.
+        s.relay.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        with s.smtp() as c:
+            c.send_message(text_message())
+        with open(s.tenants) as f:
+            conf = json.load(f)
+        conf["tenants"][0]["processed_header"]["value"] = "reloaded"
+        with open(s.tenants, "w") as f:
+            json.dump(conf, f)
+        s.relay.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        with s.smtp() as c:
+            c.send_message(text_message())
+        saved = s.saved(3)
+        assert len(saved) == 3 and b"SignatureContoso: reloaded" in saved[2], saved
+        assert connects() == 1, "a reload opened a new connection to an unchanged smart host"
+        # A changed client certificate is a new destination: a new connection.
+        shutil.copy(cert("S5HG3DCG14.pem"), os.path.join(s.dir, "client-copy.pem"))
+        with open(os.path.join(s.dir, "client-copy.pem"), "a") as f:
+            f.write("\n")
+        conf["tenants"][0]["client_cert"] = os.path.join(s.dir, "client-copy.pem")
+        with open(s.tenants, "w") as f:
+            json.dump(conf, f)
+        s.relay.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        with s.smtp() as c:
+            c.send_message(text_message())
+        assert len(s.saved(4)) == 4
+        assert connects() == 2
+
+
+@case
+def a_tenant_certificate_without_its_certificate_domain_is_refused_at_load():
+    d = tempfile.mkdtemp(prefix="sigrelay-cd-")
+    path = tenants_file(d, 1, certificate_domain="K7QW2PLM55.smtp.contososignatureservice.com")
+    r = subprocess.run([RELAY, "--tenants", path, "--listen", f"127.0.0.1:{free_port()}",
+                        "--tls-cert", cert("relay.pem"), "--tls-key", cert("relay.key")],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 78 and "does not carry certificate_domain" in r.stderr, (r.returncode, r.stderr)
+    path = tenants_file(tempfile.mkdtemp(prefix="sigrelay-cd-"), 1, client_key=cert("K7QW2PLM55.key"))
+    r = subprocess.run([RELAY, "--tenants", path, "--listen", f"127.0.0.1:{free_port()}",
+                        "--tls-cert", cert("relay.pem"), "--tls-key", cert("relay.key")],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 78 and "mismatch" in r.stderr, (r.returncode, r.stderr)
+
+
+@case
 def sigterm_exits_zero_after_draining():
     with Setup(sink_extra=("--delay-ms", "1000")) as s:
         c = s.smtp()

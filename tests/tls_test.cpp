@@ -580,3 +580,58 @@ TEST_CASE("engines move") {
     CHECK(moved_ctx.native() != nullptr);
     CHECK(cc.native() == nullptr);
 }
+
+namespace {
+std::string slurp(const std::string& path) {
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    REQUIRE(f != nullptr);
+    std::string out;
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+    std::fclose(f);
+    return out;
+}
+}  // namespace
+
+TEST_CASE("client contexts from PEM already read: the tenant's certificate is presented") {
+    client_options o;
+    o.ca_file = "ca.pem (label)";
+    o.ca_pem = slurp(cert_path("ca.pem"));
+    o.cert_file = "client.pem (label)";
+    o.cert_pem = slurp(cert_path("S5HG3DCG14.pem"));
+    o.key_pem = slurp(cert_path("S5HG3DCG14.key"));
+    auto cc = context::client(o);
+    REQUIRE_MESSAGE(cc.ok(), (cc.ok() ? "" : cc.err().message));
+    auto sc = server_ctx("ca.pem", tenant_name);
+    auto l = link::make(sc, *cc, relay_name, relay_name);
+    l.handshake();
+    REQUIRE(l.both_open());
+    CHECK(l.s.info().peer_verified);
+    SUBCASE("a key of another certificate names the labels") {
+        o.key_pem = slurp(cert_path("smarthost.key"));
+        o.key_file = "the-key (label)";
+        auto r = context::client(o);
+        REQUIRE_FALSE(r.ok());
+        CHECK_MESSAGE(contains(r.err().message, "the-key (label)"), r.err().message);
+    }
+    SUBCASE("no certificate in the CA data") {
+        o.ca_pem = "not PEM at all\n";
+        auto r = context::client(o);
+        REQUIRE_FALSE(r.ok());
+        CHECK_MESSAGE(contains(r.err().message, "ca.pem (label)"), r.err().message);
+    }
+}
+
+TEST_CASE("certificate_has_name: SAN names, not another tenant's") {
+    const std::string pem = slurp(cert_path("S5HG3DCG14.pem"));
+    auto yes = certificate_has_name(pem, tenant_name);
+    REQUIRE(yes.ok());
+    CHECK(*yes);
+    auto upper = certificate_has_name(pem, "s5hg3dcg14.SMTP.contososignatureservice.com");
+    CHECK((upper.ok() && *upper));
+    auto no = certificate_has_name(pem, "K7QW2PLM55.smtp.contososignatureservice.com");
+    REQUIRE(no.ok());
+    CHECK_FALSE(*no);
+    CHECK_FALSE(certificate_has_name("garbage", tenant_name).ok());
+}

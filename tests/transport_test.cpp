@@ -6,6 +6,7 @@
 #include <sigrelay/tls.hpp>
 #include <sigrelay/transport.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -65,8 +66,20 @@ struct client final : transport::stream_events {
     void on_tls_ready(transport::stream& st) override {
         tls_ok = true;
         version = st.tls_info()->version;
-        st.write(payload);
+        if (piece == 0) {
+            st.write(payload);
+            return;
+        }
+        // Corked: many small writes and some large ones, gathered into records.
+        st.cork();
+        for (std::size_t at = 0; at < payload.size();) {
+            std::size_t n = std::min(payload.size() - at, (at / piece) % 5 == 4 ? 40000 : piece);
+            st.write(std::string_view(payload).substr(at, n));
+            at += n;
+        }
+        st.uncork();
     }
+    std::size_t piece = 0;
     void on_plain(transport::stream& st, std::span<const char> b) override {
         if (upgrade && !upgraded) {
             REQUIRE(std::string_view(b.data(), b.size()) == "GO\n");
@@ -169,6 +182,17 @@ TEST_CASE("TLS from the first byte, 1 MiB echoed") {
     CHECK(cl.tls_ok);
     CHECK(cl.version == "TLSv1.3");
     CHECK(cl.got.size() == payload.size());
+    CHECK(cl.got == payload);
+}
+
+TEST_CASE("corked writes arrive whole and in order") {
+    fixture f(true);
+    std::string payload(300000, '\0');
+    for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 13 + 1);
+    client cl(*f.r, &f.client_ctx, payload, false);
+    cl.piece = 37;
+    f.run_client(cl);
+    CHECK(cl.tls_ok);
     CHECK(cl.got == payload);
 }
 

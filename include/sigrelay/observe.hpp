@@ -58,6 +58,7 @@ private:
     runtime::reactor& reactor_;
     metrics_fn metrics_;
     bool healthy_ = true;
+    unsigned clients_ = 0;  // connections being served
 };
 
 // An HTTP/1.1 response with Content-Length and Connection: close.

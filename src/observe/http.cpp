@@ -9,7 +9,11 @@ namespace sigrelay::observe {
 
 namespace {
 constexpr std::size_t max_request = 8192;
+// The whole exchange, request and response: a client that reads slowly (or
+// not at all) is cut off, and at most max_clients are served at once, so
+// the endpoint cannot be made to hold memory or a shard's attention.
 constexpr std::chrono::seconds request_timeout{10};
+constexpr unsigned max_clients = 64;
 
 const char* reason(int status) {
     switch (status) {
@@ -70,8 +74,10 @@ http_endpoint::route http_endpoint::dispatch(std::string_view head, bool healthy
 class http_endpoint::client final : public runtime::connection_handler {
 public:
     client(http_endpoint& ep, runtime::connection& c) : ep_(ep), alive_(std::make_shared<int>(0)) {
+        ++ep_.clients_;
         c.set_timer(0, request_timeout);
     }
+    ~client() override { --ep_.clients_; }
 
     void on_data(runtime::connection& c, std::span<const char> bytes) override {
         if (answered_) return;
@@ -111,6 +117,11 @@ http_endpoint::http_endpoint(runtime::reactor& r, metrics_fn metrics) : reactor_
 
 result<void> http_endpoint::listen(const runtime::socket_address& addr) {
     return reactor_.listen(addr, [this](runtime::connection& c) -> runtime::connection_handler* {
+        if (clients_ >= max_clients) {
+            c.send(http_response(503, "text/plain; charset=utf-8", "busy\n"));
+            c.close();
+            return nullptr;
+        }
         return new client(*this, c);
     });
 }

@@ -130,7 +130,13 @@ void stream::on_data(runtime::connection&, std::span<const char> bytes) {
         plain_ = std::string();
         events_->on_plain(*this, chunk);
     }
-    if (tls_ && tls_->current_state() == tls::state::closed) conn_->close();
+    if (tls_ && tls_->current_state() == tls::state::closed) {
+        // The peer's close_notify: answer with ours (RFC 8446 §6.1), then
+        // close; engine::shutdown() sends it only once.
+        tls_->shutdown();
+        flush_tls();
+        conn_->close();
+    }
 }
 
 void stream::on_timer(runtime::connection&, std::uint64_t tag) { events_->on_timer(*this, tag); }

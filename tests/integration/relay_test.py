@@ -279,6 +279,24 @@ def exchange_online_client_certificate_required():
 
 
 @case
+def a_tls_close_notify_is_answered():
+    with Setup() as s:
+        raw = socket.create_connection(("127.0.0.1", s.relay_port), timeout=10)
+        assert raw.recv(512).startswith(b"220")
+        raw.sendall(b"EHLO exo.test\r\n")
+        raw.recv(4096)
+        raw.sendall(b"STARTTLS\r\n")
+        assert raw.recv(512).startswith(b"220")
+        tls = ssl.create_default_context(cafile=cert("ca.pem")).wrap_socket(raw, server_hostname=RELAY_NAME)
+        tls.sendall(b"EHLO exo.test\r\n")
+        assert tls.recv(4096).startswith(b"250")
+        # Our close_notify must get the relay's in return (RFC 8446 §6.1):
+        # unwrap() fails on a bare end of stream.
+        plain = tls.unwrap()
+        plain.close()
+
+
+@case
 def require_tls_and_allow_cidr():
     with Setup() as s:
         with smtplib.SMTP("127.0.0.1", s.relay_port, timeout=10) as c:
@@ -542,6 +560,15 @@ def metrics_and_healthz():
         assert metric_sum(text, "sigrelay_tls_handshakes_total") >= 1
         assert 'shard="1"' in text, "every shard reports"
         assert http_get(mport, "/nope")[0] == 404
+        # At most 64 clients at once: silent ones hold their slot (for the
+        # request timeout), the next is told 503 at once.
+        idle = [socket.create_connection(("127.0.0.1", mport), timeout=5) for _ in range(64)]
+        time.sleep(0.3)
+        assert http_get(mport, "/healthz")[0] == 503
+        for c in idle:
+            c.close()
+        time.sleep(0.3)
+        assert http_get(mport, "/healthz") == (200, "ok\n")
 
 
 @case

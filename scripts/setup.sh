@@ -9,7 +9,7 @@ set -euo pipefail
 build=(
   build-essential g++ dpkg-dev meson ninja-build pkg-config
   liburing-dev android-libboringssl-dev libsimdjson-dev libjemalloc-dev
-  libbenchmark-dev doctest-dev
+  libbenchmark-dev doctest-dev libc-ares-dev
 )
 fuzz=(clang libclang-rt-14-dev)  # libFuzzer and the sanitizer runtimes for clang
 tests=(

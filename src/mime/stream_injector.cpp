@@ -351,6 +351,16 @@ struct stream_injector::impl {
     }
     std::size_t passed_through = 0;  // input after the hold, never copied
 
+    // Doubling would let a held part just under the limit cost twice the
+    // limit: growth stops at what the limits allow (plus a read's worth).
+    void grow_hold(std::size_t more) {
+        if (hold.size() + more <= hold.capacity()) return;
+        const std::size_t bound = opts.max_signed_bytes + opts.max_header_bytes + (64u << 10);
+        std::size_t want = std::max(hold.capacity() * 2, std::size_t{4096});
+        want = std::min(want, std::max(bound, hold.size() + more));
+        hold.reserve(std::max(want, hold.size() + more));
+    }
+
     void feed(std::span<const char> bytes, std::vector<output_piece>& out) {
         begin_call(out);
         in_size += bytes.size();
@@ -359,6 +369,7 @@ struct stream_injector::impl {
         while (p < end && st != stage::pass) {
             const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
             const std::size_t take = nl ? static_cast<std::size_t>(nl - p) + 1 : static_cast<std::size_t>(end - p);
+            grow_hold(take);
             hold.append(p, take);
             const char* const piece = p;
             p += take;

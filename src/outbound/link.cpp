@@ -90,7 +90,7 @@ void link::become_idle() {
     }
     set_phase(link_phase::idle);
     idle_since_ = std::chrono::steady_clock::now();
-    stream_->set_timer(idle_timer, opts_.idle_timeout);
+    stream_->set_timer(idle_timer, owner_->idle_time(*this));
 }
 
 bool link::needs_probe() const {

@@ -38,6 +38,10 @@ public:
     // Asked when a transaction or set-up is over: may the link stay open for another? No once the
     // owner is shutting down or the destination changed since the link was made; it QUITs then.
     virtual bool keeps(const link& l) const = 0;
+    // How long this link may stay idle before it QUITs: the pool's idle
+    // timeout while it keeps fewer idle connections than --pool-size, a short
+    // grace beyond (a burst's connections are reused, not closed at once).
+    virtual std::chrono::milliseconds idle_time(const link& l) const = 0;
     // Set-up (connect, greeting, EHLO, STARTTLS) failed; the link is closing already. `r` is what a
     // waiter should get, `detail` names the smart host and the cause.
     virtual void on_link_setup_failed(link& l, const smtp::reply& r, const std::string& detail) = 0;

@@ -83,6 +83,7 @@ public:
     // ---- detail::link_owner ---------------------------------------------------------
     void on_link_phase(link& l, link_phase from, link_phase to) override;
     bool keeps(const link& l) const override;
+    std::chrono::milliseconds idle_time(const link& l) const override;
     void on_link_setup_failed(link& l, const smtp::reply& r, const std::string& detail) override;
     void on_link_closed(link& l) override;
     void on_reactor_stopping(link& l) override;
@@ -194,9 +195,20 @@ bool pool::impl::keeps(const link& l) const {
     auto it = links_.find(&l);
     if (it == links_.end()) return false;
     const dest_state& ds = *it->second.ds;
-    // Enough idle ones already, and nobody waiting: this one goes.
-    if (ds.idle.size() >= opts_.max_idle && ds.waiters.empty()) return false;
     return !shutting_down_ && it->second.generation == ds.generation;
+}
+
+std::chrono::milliseconds pool::impl::idle_time(const link& l) const {
+    // Beyond --pool-size idle ones, a connection waits only briefly: long
+    // enough for the next MAIL of a busy client (closing and reopening
+    // between a 250 and the next MAIL halves throughput), short enough that
+    // the surplus of a burst goes soon after it.
+    constexpr std::chrono::milliseconds surplus_grace{2000};
+    auto it = links_.find(&l);
+    if (it == links_.end()) return opts_.idle_timeout;
+    // The link is in the idle list already when this is asked.
+    if (it->second.ds->idle.size() <= opts_.max_idle) return opts_.idle_timeout;
+    return std::min(opts_.idle_timeout, surplus_grace);
 }
 
 void pool::impl::on_link_setup_failed(link& l, const smtp::reply& r, const std::string& detail) {

@@ -5,6 +5,7 @@
 #include <sigrelay/inbound.hpp>
 #include <sigrelay/observe.hpp>
 #include <sigrelay/relay.hpp>
+#include <sigrelay/resolve.hpp>
 #include <sigrelay/runtime.hpp>
 #include <sigrelay/tenants.hpp>
 #include <sigrelay/tls.hpp>
@@ -54,6 +55,7 @@ struct options {
     std::string spool_dir, metrics_listen;
     bool proxy_protocol = false;
     std::vector<std::string> proxy_trusted;
+    std::vector<std::string> dns_servers;
 };
 
 std::string host_name() {
@@ -224,6 +226,8 @@ int main(int argc, char** argv) {
     p.add("--metrics-listen", &o.metrics_listen, "HOST:PORT serving Prometheus /metrics and /healthz");
     p.add_bool("--proxy-protocol", &o.proxy_protocol,
                "expect a PROXY v1/v2 header from a load balancer before SMTP; needs --proxy-trusted");
+    p.add("--dns-server", &o.dns_servers,
+          "HOST:PORT of a DNS server for smart host names (repeatable; default: /etc/resolv.conf)");
     p.add("--proxy-trusted", &o.proxy_trusted,
           "balancer CIDR whose PROXY header is believed (repeatable; others: 554 5.7.1)");
     if (auto r = p.parse(argc, argv); !r) return fail(64, r.err().message);
@@ -288,6 +292,13 @@ int main(int argc, char** argv) {
     if (o.max_signed_part == 0 || o.memory_budget == 0)
         return fail(64, "--max-signed-part and --memory-budget must be at least 1");
 
+    // Smart host names are resolved on the resolver's own thread and cached
+    // per shard; it outlives the shards (declared before them).
+    resolve::options dns;
+    dns.servers = o.dns_servers;
+    auto resolver = resolve::resolver::create(dns);
+    if (!resolver) return fail(64, "--dns-server: " + resolver.err().message);
+
     inbound::ip_table ips;
     runtime::shard_options so;
     so.threads = o.threads;
@@ -305,7 +316,7 @@ int main(int argc, char** argv) {
     std::shared_ptr<const tenants::snapshot> current = *snap;
     auto started = group.start([&](runtime::reactor& r, unsigned i) -> result<void> {
         shard_state& st = shards[i];
-        st.relay = std::make_unique<relay::shard>(r, ro, current, i);
+        st.relay = std::make_unique<relay::shard>(r, ro, current, i, **resolver);
         st.listener = std::make_unique<inbound::listener>(io, ips, st.tls ? &*st.tls : nullptr,
                                                           st.relay->handlers());
         SIGRELAY_TRY(r.listen(*addr, st.listener->accept()));

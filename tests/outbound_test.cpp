@@ -204,7 +204,7 @@ struct harness {
         o.helo_name = "relay.test";
         p = std::make_unique<outbound::pool>(*r, o);
         dest.key = "fabrikam";
-        dest.address = sink.address();
+        dest.addresses = {sink.address()};
         dest.tls_domain = std::move(tls_domain);
         dest.tls = client_context(cert);
     }
@@ -540,7 +540,7 @@ TEST_CASE("a closed port: acquire fails with 451 4.4.1, every waiter at once") {
     o.max_connections = 1;  // one attempt; the waiters behind it need not try again
     {
         harness h(sink, o);
-        h.dest.address = *runtime::socket_address::parse("127.0.0.1:" + std::to_string(port));
+        h.dest.addresses = {*runtime::socket_address::parse("127.0.0.1:" + std::to_string(port))};
         for (int i = 0; i < 3; ++i)
             h.deliver(message, [&](delivery& d) {
                 got.push_back(d);

@@ -19,13 +19,17 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace sigrelay::outbound {
 
 // One tenant's smart host.
 struct destination {
     std::string key;                  // pool key (the tenant id)
-    runtime::socket_address address;  // resolved smart_host
+    // Every address of the smart host, in the order to try: a connection that
+    // cannot be made to one goes to the next (and that address is avoided for
+    // a while). Updated as DNS answers change, without retiring connections.
+    std::vector<runtime::socket_address> addresses;
     // The name the smart host's certificate must carry (`-TlsDomain`): a DNS
     // name, also sent as SNI, or an IP literal that must be an IP SAN (no SNI
     // then, RFC 6066 §3). Empty: the address's IP.

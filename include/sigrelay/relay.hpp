@@ -6,6 +6,7 @@
 #include <sigrelay/inbound.hpp>
 #include <sigrelay/mime.hpp>
 #include <sigrelay/outbound.hpp>
+#include <sigrelay/resolve.hpp>
 #include <sigrelay/result.hpp>
 #include <sigrelay/signature.hpp>
 #include <sigrelay/signing.hpp>
@@ -13,6 +14,7 @@
 
 #include <ctime>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -92,8 +94,10 @@ private:
 // the tenants' client TLS contexts. Not shared across threads.
 class shard {
 public:
+    // `resolver` is the process's (names are resolved on its thread, cached
+    // per shard); it must outlive the shard.
     shard(runtime::reactor& r, const relay_options& opts,
-          std::shared_ptr<const tenants::snapshot> snap, unsigned index);
+          std::shared_ptr<const tenants::snapshot> snap, unsigned index, resolve::resolver& resolver);
 
     // The handler factory for inbound::listener.
     inbound::handler_factory handlers();
@@ -112,9 +116,12 @@ public:
     relay_stats& counters() noexcept { return stats_; }
     memory_budget& budget() noexcept { return budget_; }
     std::size_t budget_used() const noexcept { return budget_.used(); }
-    // The tenant's smart host, resolved and with its client context (built on
-    // first use, per shard: no TLS context is shared between threads).
-    result<outbound::destination> destination_for(const tenants::tenant& t);
+    // The tenant's smart host with every address DNS gives for it and the
+    // client TLS context (built on first use, per shard: no TLS context is
+    // shared between threads). The answer always comes later, never inside
+    // the call.
+    using destination_callback = std::function<void(result<outbound::destination>)>;
+    void destination_for(const tenants::tenant& t, destination_callback cb);
     // Unique across hosts, restarts and shards: host, start time, shard, sequence.
     std::string next_queue_id();
 
@@ -124,6 +131,7 @@ private:
     std::shared_ptr<const tenants::snapshot> snap_;
     outbound::pool pool_;
     memory_budget budget_;
+    resolve::cache dns_;
     struct destination_entry {
         outbound::destination dest;
         std::string settings;  // what it was built from (kept across reloads when unchanged)

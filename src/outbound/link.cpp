@@ -46,15 +46,15 @@ smtp::client_config make_config(const pool_options& o, bool tls) {
 }  // namespace
 
 link::link(link_owner& owner, pool_stats& stats, runtime::reactor& r, const destination& dest,
-           const pool_options& o)
+           const runtime::socket_address& address, const pool_options& o)
     : owner_(&owner),
       stats_(&stats),
       reactor_(&r),
       opts_(o),
-      address_(dest.address),
+      address_(address),
       tls_(dest.tls),
-      verify_name_(dest.tls_domain.empty() ? dest.address.ip_string() : dest.tls_domain),
-      peer_(dest.address.to_string()),
+      verify_name_(dest.tls_domain.empty() ? address.ip_string() : dest.tls_domain),
+      peer_(address.to_string()),
       session_(make_config(o, dest.tls != nullptr), *this) {}
 
 result<void> link::start() {
@@ -315,6 +315,7 @@ void link::on_connected(transport::stream& s, int err) {
                    err == -ETIMEDOUT ? "connect timed out" : std::strerror(-err));
         return;
     }
+    connected_ = true;
     set_phase(link_phase::setup);
     s.set_timer(command_timer, opts_.connect_timeout);
 }

@@ -62,7 +62,7 @@ public:
     // `stats` is where the link counts what it does (probes, resets, retirements, failures); the
     // pool keeps the open/idle gauges itself. Both stay the owner's until detach().
     link(link_owner& owner, pool_stats& stats, runtime::reactor& r, const destination& dest,
-         const pool_options& o);
+         const runtime::socket_address& address, const pool_options& o);
 
     // TCP connect; phase connecting on success, nothing reported on failure.
     result<void> start();
@@ -81,6 +81,9 @@ public:
     }
     const tls::peer_info* tls_info() const noexcept;  // null without TLS or once closed
     std::uint64_t connection_id() const noexcept { return conn_id_; }
+    const runtime::socket_address& address() const noexcept { return address_; }
+    // The TCP connection was made (a set-up failure after this is not the address's fault).
+    bool connected() const noexcept { return connected_; }
 
     // ---- commands from the owner ----------------------------------------------------
     void probe();      // idle → probing: NOOP, then idle again (or QUIT)
@@ -160,6 +163,7 @@ private:
     bool reused_ = false;
     bool probed_ = false;  // NOOP answered since the last lease
     bool closed_ = false;  // on_closed seen: the stream's connection is gone
+    bool connected_ = false;
     std::uint64_t conn_id_ = 0;
     std::chrono::steady_clock::time_point idle_since_{};
 };

@@ -25,6 +25,8 @@ struct waiter {
 
 struct dest_state {
     destination dest;
+    // Addresses a connection could not be made to lately: tried last.
+    std::unordered_map<std::string, std::chrono::steady_clock::time_point> avoid_until;
     std::uint64_t generation = 0;  // bumped when the destination changes
     unsigned active = 0;           // connections counted against max_connections
     unsigned starting = 0;         // connecting, setup, probing, resetting: idle soon
@@ -38,6 +40,7 @@ struct link_slot {
     std::shared_ptr<link> conn;
     dest_state* ds = nullptr;      // destinations live as long as the pool
     std::uint64_t generation = 0;  // ds->generation when the connection was made
+    unsigned attempt = 0;          // addresses tried before this one for the same need
 };
 
 }  // namespace detail
@@ -49,10 +52,6 @@ using detail::link_slot;
 using detail::waiter;
 
 namespace {
-
-bool same_address(const runtime::socket_address& a, const runtime::socket_address& b) {
-    return a.length == b.length && std::memcmp(&a.storage, &b.storage, a.length) == 0;
-}
 
 // Counted against max_connections: everything but a connection on its way out.
 bool holds_slot(link_phase p) {
@@ -96,9 +95,11 @@ private:
     dest_state& state_for(const destination& d);
     void schedule(dest_state& ds);
     void dispatch(dest_state& ds);
-    void start_connect(dest_state& ds);
+    void start_connect(dest_state& ds, unsigned attempt = 0);
+    const runtime::socket_address* pick_address(dest_state& ds) const;
     void hand_out(dest_state& ds, std::deque<waiter>::iterator w, std::shared_ptr<link> l);
-    void setup_failed(dest_state& ds, const smtp::reply& r, const std::string& detail);
+    void setup_failed(dest_state& ds, const smtp::reply& r, const std::string& detail,
+                      const link* failed = nullptr);
     void fail_waiters(dest_state& ds, const smtp::reply& r, const std::string& detail);
 
     runtime::reactor& reactor_;
@@ -212,7 +213,7 @@ std::chrono::milliseconds pool::impl::idle_time(const link& l) const {
 }
 
 void pool::impl::on_link_setup_failed(link& l, const smtp::reply& r, const std::string& detail) {
-    if (link_slot* slot = find(&l)) setup_failed(*slot->ds, r, detail);
+    if (link_slot* slot = find(&l)) setup_failed(*slot->ds, r, detail, &l);
 }
 
 void pool::impl::on_link_closed(link& l) {
@@ -237,14 +238,26 @@ dest_state& pool::impl::state_for(const destination& d) {
         return *dests_.emplace(d.key, std::move(ds)).first->second;
     }
     dest_state& ds = *it->second;
-    if (!same_address(ds.dest.address, d.address) || ds.dest.tls_domain != d.tls_domain ||
-        ds.dest.tls != d.tls) {
-        // Tenants reloaded with a new smart host, name or certificate: the
+    if (ds.dest.tls_domain != d.tls_domain || ds.dest.tls != d.tls) {
+        // Tenants reloaded with a new smart host name or certificate: the
         // connections made for the old one are retired.
         ds.dest = d;
         ++ds.generation;
         std::vector<link*> idle = ds.idle;  // a copy: each quit() leaves the list
         for (link* l : idle) l->quit();
+    } else if (!d.addresses.empty()) {
+        // A new DNS answer: new connections use it. Idle connections to an
+        // address it no longer gives go (Exchange Online's names rotate and
+        // the old address may be going away); busy ones finish first.
+        ds.dest.addresses = d.addresses;
+        std::vector<link*> gone;
+        for (link* l : ds.idle)
+            if (std::none_of(d.addresses.begin(), d.addresses.end(), [l](const runtime::socket_address& a) {
+                    return a.length == l->address().length &&
+                           std::memcmp(&a.storage, &l->address().storage, a.length) == 0;
+                }))
+                gone.push_back(l);
+        for (link* l : gone) l->quit();
     }
     return ds;
 }
@@ -275,7 +288,8 @@ std::uint64_t pool::impl::acquire(const destination& dest, acquire_callback cb, 
         ++stats_.acquire_timeouts;
         done({lease{},
               {451, "4.4.5", "No connection to the smart host available in time"},
-              "smart host " + ds.dest.address.to_string() + ": pool busy"});
+              "smart host " + (ds.dest.addresses.empty() ? ds.dest.key : ds.dest.addresses.front().to_string()) +
+                  ": pool busy"});
     });
     ds.waiters.push_back(std::move(w));
     schedule(ds);
@@ -357,17 +371,36 @@ void pool::impl::dispatch(dest_state& ds) {
     ds.dispatching = false;
 }
 
-void pool::impl::start_connect(dest_state& ds) {
-    auto l = std::make_shared<link>(*this, stats_, reactor_, ds.dest, opts_);
+const runtime::socket_address* pool::impl::pick_address(dest_state& ds) const {
+    if (ds.dest.addresses.empty()) return nullptr;
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto& a : ds.dest.addresses) {
+        auto it = ds.avoid_until.find(a.to_string());
+        if (it == ds.avoid_until.end() || it->second <= now) return &a;
+    }
+    // Every address failed lately: try them again, in order.
+    ds.avoid_until.clear();
+    return &ds.dest.addresses.front();
+}
+
+void pool::impl::start_connect(dest_state& ds, unsigned attempt) {
+    const runtime::socket_address* address = pick_address(ds);
+    if (address == nullptr) {
+        ++stats_.connect_failures;
+        setup_failed(ds, {451, "4.4.1", "Cannot connect to the smart host"},
+                     "smart host " + ds.dest.key + ": no address");
+        return;
+    }
+    auto l = std::make_shared<link>(*this, stats_, reactor_, ds.dest, *address, opts_);
     link* raw = l.get();
     ++stats_.connects;
     // Held before start(): its first phase change is counted like every other.
-    links_.emplace(raw, link_slot{std::move(l), &ds, ds.generation});
+    links_.emplace(raw, link_slot{std::move(l), &ds, ds.generation, attempt});
     if (auto r = raw->start(); !r) {
-        links_.erase(raw);  // never connected, nothing counted
         ++stats_.connect_failures;
-        setup_failed(ds, {451, "4.4.1", "Cannot connect to the smart host"},
-                     "smart host " + ds.dest.address.to_string() + ": " + r.err().message);
+        const std::string detail = "smart host " + address->to_string() + ": " + r.err().message;
+        setup_failed(ds, {451, "4.4.1", "Cannot connect to the smart host"}, detail, raw);
+        links_.erase(raw);  // never connected, nothing counted
     }
 }
 
@@ -381,7 +414,21 @@ void pool::impl::hand_out(dest_state& ds, std::deque<waiter>::iterator it, std::
     w.cb({lease(std::move(l)), {}, {}});
 }
 
-void pool::impl::setup_failed(dest_state& ds, const smtp::reply& r, const std::string& detail) {
+void pool::impl::setup_failed(dest_state& ds, const smtp::reply& r, const std::string& detail,
+                              const link* failed) {
+    if (failed != nullptr && !failed->connected()) {
+        // The address did not take the connection (refused, unreachable, no
+        // answer): avoid it for a while and try the next one for the same
+        // waiter, before anyone is told (RFC 5321 §5.1: try the addresses).
+        ds.avoid_until[failed->address().to_string()] =
+            std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        const link_slot* slot = find(failed);
+        const unsigned attempt = slot ? slot->attempt + 1 : 1;
+        if (attempt < ds.dest.addresses.size() && !ds.waiters.empty() && !shutting_down_) {
+            start_connect(ds, attempt);
+            return;
+        }
+    }
     if (!ds.waiters.empty()) {
         waiter w = std::move(ds.waiters.front());
         ds.waiters.pop_front();

@@ -108,12 +108,6 @@ public:
                 return fail_mail({550, "5.7.1", "Relay access denied for this connection"});
             }
         }
-        auto dest = sh_.destination_for(*tenant_);
-        if (!dest) {
-            ++sh_.counters().outbound_failures;
-            s.log("tenant " + tenant_->id + ": smart host: " + dest.err().message + "; 451 4.4.3");
-            return fail_mail({451, "4.4.3", "Smart host unavailable, try again later"});
-        }
         env_ = envelope{};
         env_.sender = cmd.reverse_path;
         params_.clear();
@@ -122,9 +116,21 @@ public:
         // SIZE is not forwarded: the signature adds bytes (docs/behaviour.md, SMTP server rules).
         started_ = std::chrono::steady_clock::now();
         ++sh_.counters().transactions;
-        dest_ = *dest;
         retried_ = false;
-        acquire(false);
+        txn_ = txn::acquiring;  // RCPTs pipelined meanwhile wait for the connection
+        std::weak_ptr<void> alive = s.alive();
+        const std::uint64_t mail_seq = ++mail_seq_;
+        sh_.destination_for(*tenant_, [this, alive, mail_seq](result<outbound::destination> d) {
+            // The client may have gone, or reset and begun another transaction.
+            if (alive.expired() || mail_seq != mail_seq_ || txn_ != txn::acquiring) return;
+            if (!d) {
+                ++sh_.counters().outbound_failures;
+                session_->log("tenant " + tenant_->id + ": smart host: " + d.err().message + "; 451 4.4.3");
+                return fail_mail({451, "4.4.3", "Smart host unavailable, try again later"});
+            }
+            dest_ = std::move(d).value();
+            acquire(false);
+        });
     }
 
     void on_rcpt(inbound::session& s, const smtp::rcpt_command& cmd) override {
@@ -465,6 +471,7 @@ private:
     outbound::lease lease_;
     outbound::destination dest_;
     bool retried_ = false;
+    std::uint64_t mail_seq_ = 0;  // which MAIL a pending resolution belongs to
     std::uint64_t ticket_ = 0;
     txn txn_ = txn::none;
     msg state_ = msg::none;

@@ -72,12 +72,13 @@ unsigned host_tag(std::string_view host) {
 }  // namespace
 
 shard::shard(runtime::reactor& r, const relay_options& opts, std::shared_ptr<const tenants::snapshot> snap,
-             unsigned index)
+             unsigned index, resolve::resolver& resolver)
     : reactor_(r),
       opts_(opts),
       snap_(std::move(snap)),
       pool_(r, opts.pool),
       budget_(opts.memory_budget),
+      dns_(resolver, r),
       index_(index) {
     static const auto boot = static_cast<unsigned long long>(std::time(nullptr));
     char buf[32];
@@ -116,26 +117,35 @@ void shard::replace_snapshot(std::shared_ptr<const tenants::snapshot> snap) {
     }
 }
 
-result<outbound::destination> shard::destination_for(const tenants::tenant& t) {
-    if (auto it = destinations_.find(t.id); it != destinations_.end()) return it->second.dest;
-    auto addr = runtime::socket_address::parse(t.smart_host);
-    if (!addr) return make_error(t.smart_host + ": " + addr.err().message);
-    tls::client_options co;
-    co.ca_file = t.smart_host_ca;
-    co.cert_file = t.client_cert;
-    co.key_file = t.client_key;
-    co.ca_pem = t.smart_host_ca_pem;  // read with the snapshot: no file I/O here
-    co.cert_pem = t.client_cert_pem;
-    co.key_pem = t.client_key_pem;
-    auto ctx = tls::context::client(co);
-    if (!ctx) return make_error("TLS client context: " + ctx.err().message);
-    outbound::destination d;
-    d.key = t.id;
-    d.address = *addr;
-    d.tls_domain = t.tls_domain;
-    d.tls = std::make_shared<const tls::context>(std::move(ctx).value());
-    destinations_.emplace(t.id, destination_entry{d, destination_settings(t)});
-    return d;
+void shard::destination_for(const tenants::tenant& t, destination_callback cb) {
+    auto it = destinations_.find(t.id);
+    if (it == destinations_.end()) {
+        tls::client_options co;
+        co.ca_file = t.smart_host_ca;
+        co.cert_file = t.client_cert;
+        co.key_file = t.client_key;
+        co.ca_pem = t.smart_host_ca_pem;  // read with the snapshot: no file I/O here
+        co.cert_pem = t.client_cert_pem;
+        co.key_pem = t.client_key_pem;
+        auto ctx = tls::context::client(co);
+        if (!ctx) {
+            reactor_.post([cb = std::move(cb), e = ctx.err()] { cb(make_error("TLS client context: " + e.message)); });
+            return;
+        }
+        outbound::destination d;
+        d.key = t.id;
+        d.tls_domain = t.tls_domain;
+        d.tls = std::make_shared<const tls::context>(std::move(ctx).value());
+        it = destinations_.emplace(t.id, destination_entry{d, destination_settings(t)}).first;
+    }
+    // The cache answers from memory while the TTL lasts (through post(), so
+    // never inside this call) and asks the resolver thread otherwise.
+    dns_.lookup(t.smart_host, [d = it->second.dest, name = t.smart_host,
+                               cb = std::move(cb)](result<resolve::answer> a) mutable {
+        if (!a) return cb(make_error(name + ": " + a.err().message));
+        d.addresses = std::move(a->addresses);
+        cb(std::move(d));
+    });
 }
 
 std::string shard::next_queue_id() {

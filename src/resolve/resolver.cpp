@@ -16,6 +16,9 @@
 #include <cstdio>
 #include <cstring>
 #include <thread>
+
+#include <pthread.h>
+#include <signal.h>
 #include <unordered_map>
 #include <utility>
 
@@ -307,7 +310,14 @@ result<std::unique_ptr<resolver>> resolver::create(options opts) {
     }
     c->opts = std::move(opts);
     SIGRELAY_TRY(c->init());
-    c->thread = std::thread([raw = c.get()] { raw->run(); });
+    c->thread = std::thread([raw = c.get()] {
+        // Process signals (SIGTERM, SIGHUP…) belong to the thread that waits
+        // for them: delivered here, the default action would kill the process.
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, nullptr);
+        raw->run();
+    });
     return std::unique_ptr<resolver>(new resolver(std::move(c)));
 }
 

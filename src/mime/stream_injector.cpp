@@ -116,15 +116,22 @@ struct stream_injector::impl {
         const part& root = at(0);
         std::vector<edit> out;
         const bool received = !opts.received_header.empty();
+        // A field starts a line: after a byte that ends none, a line end
+        // first (only its LF when the byte is a lone CR, so that the line
+        // does not grow).
+        auto line_end_after = [&](std::size_t at) -> std::string {
+            if (at == 0) return {};
+            const char c = hold[at - 1 - base];
+            return c == '\n' ? std::string() : c == '\r' ? std::string("\n") : std::string("\r\n");
+        };
         if (received) {
-            std::string t;
-            if (root.begin > 0 && hold[root.begin - 1 - base] != '\n') t = "\r\n";
+            std::string t = line_end_after(root.begin);
             t += detail::sanitize_field(opts.received_header) + "\r\n";
             out.push_back({root.begin, root.begin, 0, std::move(t)});
         }
         const std::size_t at_ = processed_on_top ? root.begin : root.header_end;
         std::string t;
-        if (at_ > 0 && hold[at_ - 1 - base] != '\n' && !(received && at_ == root.begin)) t = "\r\n";
+        if (!(received && at_ == root.begin)) t = line_end_after(at_);
         t += opts.processed_header_name + ": " + detail::sanitize_value(opts.processed_header_value) +
              "\r\n";
         out.push_back({at_, at_, 100, std::move(t)});

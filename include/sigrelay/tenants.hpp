@@ -5,6 +5,7 @@
 #pragma once
 
 #include <sigrelay/mime.hpp>
+#include <sigrelay/tls.hpp>
 #include <sigrelay/result.hpp>
 #include <sigrelay/signature.hpp>
 
@@ -69,6 +70,10 @@ struct tenant {
     bool owns_domain(std::string_view domain) const noexcept;
     const template_set* find_template(std::string_view name) const noexcept;
 };
+
+// The client TLS options of a tenant's smart-host connections, from what the
+// snapshot read (no file is opened again).
+tls::client_options tls_client_options(const tenant& t);
 
 // An immutable view of one tenants file. Share it as
 // std::shared_ptr<const snapshot>; a reload builds a new one and swaps it in,

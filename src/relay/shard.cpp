@@ -120,14 +120,7 @@ void shard::replace_snapshot(std::shared_ptr<const tenants::snapshot> snap) {
 void shard::destination_for(const tenants::tenant& t, destination_callback cb) {
     auto it = destinations_.find(t.id);
     if (it == destinations_.end()) {
-        tls::client_options co;
-        co.ca_file = t.smart_host_ca;
-        co.cert_file = t.client_cert;
-        co.key_file = t.client_key;
-        co.ca_pem = t.smart_host_ca_pem;  // read with the snapshot: no file I/O here
-        co.cert_pem = t.client_cert_pem;
-        co.key_pem = t.client_key_pem;
-        auto ctx = tls::context::client(co);
+        auto ctx = tls::context::client(tenants::tls_client_options(t));  // no file I/O here
         if (!ctx) {
             reactor_.post([cb = std::move(cb), e = ctx.err()] { cb(make_error("TLS client context: " + e.message)); });
             return;

@@ -330,14 +330,7 @@ struct tenants_loader {
             t.client_key_pem = read_file(*key, f.field("client_key"), t.client_key);
         }
         {
-            tls::client_options co;
-            co.ca_file = t.smart_host_ca;
-            co.ca_pem = t.smart_host_ca_pem;
-            co.cert_file = t.client_cert;
-            co.key_file = t.client_key;
-            co.cert_pem = t.client_cert_pem;
-            co.key_pem = t.client_key_pem;
-            if (auto ctx = tls::context::client(co); !ctx) {
+            if (auto ctx = tls::context::client(tls_client_options(t)); !ctx) {
                 const json_value* at = cert ? cert : f.get("smart_host_ca");
                 fail(at ? at->offset : v.offset,
                      f.field(cert && ctx.err().message.find("CA") == std::string::npos ? "client_cert"
@@ -614,6 +607,17 @@ std::string marker_id(std::string_view sender) {
         h >>= 4;
     }
     return out;
+}
+
+tls::client_options tls_client_options(const tenant& t) {
+    tls::client_options co;
+    co.ca_file = t.smart_host_ca;  // the file names only label errors: the PEM is used
+    co.cert_file = t.client_cert;
+    co.key_file = t.client_key;
+    co.ca_pem = t.smart_host_ca_pem;
+    co.cert_pem = t.client_cert_pem;
+    co.key_pem = t.client_key_pem;
+    return co;
 }
 
 }  // namespace sigrelay::tenants

@@ -31,7 +31,9 @@ struct held_bytes {
         return bytes.substr(b - base, e - b);
     }
     std::string_view from(std::size_t b) const noexcept { return bytes.substr(b - base); }
-    char at(std::size_t off) const noexcept { return bytes[off - base]; }
+    // A byte before the held range is only ever asked for as "does a line
+    // end there": the held part starts right after its delimiter line.
+    char at(std::size_t off) const noexcept { return off < base ? '\n' : bytes[off - base]; }
 };
 
 // A header value we write: no CR, LF or NUL (docs/behaviour.md, SMTP server rules).

@@ -1023,3 +1023,49 @@ TEST_CASE("a peer that never reads is cut off by the send timeout") {
     CHECK(h.err == -ETIMEDOUT);
     ::close(fd);
 }
+
+TEST_CASE("log lines from several threads come out whole, each once") {
+    // Standard error goes to a pipe for the test; two threads log at once.
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    const int saved = ::dup(2);
+    REQUIRE(::dup2(fds[1], 2) == 2);
+    std::string got;
+    std::thread reader([&] {
+        char buf[65536];
+        ssize_t n;
+        while ((n = ::read(fds[0], buf, sizeof buf)) > 0) got.append(buf, static_cast<std::size_t>(n));
+    });
+    auto writer = [](char tag) {
+        for (int i = 0; i < 3000; ++i)
+            sigrelay::runtime::log_line(std::string(1, tag) + " line " + std::to_string(i) + " " +
+                                        std::string(static_cast<std::size_t>(i % 97), tag));
+        sigrelay::runtime::flush_log();
+    };
+    std::thread a(writer, 'a'), b(writer, 'b');
+    a.join();
+    b.join();
+    ::dup2(saved, 2);
+    ::close(saved);
+    ::close(fds[1]);
+    reader.join();
+    ::close(fds[0]);
+    std::size_t lines = 0, bad = 0;
+    std::size_t start = 0;
+    while (start < got.size()) {
+        std::size_t nl = got.find('\n', start);
+        REQUIRE(nl != std::string::npos);
+        std::string_view l(got.data() + start, nl - start);
+        char tag = l.empty() ? '?' : l[0];
+        // "<tag> line <i> <tag × (i % 97)>": a line of one thread only.
+        std::size_t sp = l.rfind(' ');
+        int i = std::atoi(std::string(l.substr(7, sp - 7)).c_str());
+        if (l.substr(1, 6) != " line " || l.size() - sp - 1 != static_cast<std::size_t>(i % 97) ||
+            l.substr(sp + 1).find_first_not_of(tag) != std::string_view::npos)
+            ++bad;
+        ++lines;
+        start = nl + 1;
+    }
+    CHECK(bad == 0);
+    CHECK(lines == 6000);
+}

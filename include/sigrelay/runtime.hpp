@@ -51,6 +51,15 @@ private:
     std::uint8_t bytes_[16]{};
 };
 
+// ---- logs -------------------------------------------------------------------
+
+// One log line to standard error (the newline is added), through this
+// thread's own buffer: no lock shared with other shards. Shard reactors flush
+// before each wait for events; other threads call flush_log() themselves (it
+// also runs when the thread ends).
+void log_line(std::string_view line);
+void flush_log();
+
 // ---- kernel probe -----------------------------------------------------------
 
 // Checks that the kernel's io_uring has everything the reactor uses

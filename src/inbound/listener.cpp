@@ -87,8 +87,10 @@ runtime::connection_handler* listener::admit(runtime::connection& c) {
 void listener::log_refusal(runtime::connection& c, const runtime::socket_address& peer,
                            std::string_view what) const {
     if (opts_.quiet) return;
-    std::fprintf(stderr, "%s[%u] %s: %.*s\n", opts_.log_prefix.c_str(), c.owner().shard(),
-                 peer.to_string().c_str(), static_cast<int>(what.size()), what.data());
+    std::string out = opts_.log_prefix;
+    out += '[' + std::to_string(c.owner().shard()) + "] " + peer.to_string() + ": ";
+    out.append(what);
+    runtime::log_line(out);
 }
 
 runtime::connection_handler* listener::refuse_with(runtime::connection& c, const runtime::socket_address& peer,

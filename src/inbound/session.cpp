@@ -32,9 +32,10 @@ void session::start() {
 
 void session::log(std::string_view line) const {
     if (listener_.opts_.quiet) return;
-    std::fprintf(stderr, "%s[%u] #%llu %s: %.*s\n", listener_.opts_.log_prefix.c_str(),
-                 shard_, static_cast<unsigned long long>(id_),
-                 peer_.to_string().c_str(), static_cast<int>(line.size()), line.data());
+    std::string out = listener_.opts_.log_prefix;
+    out += '[' + std::to_string(shard_) + "] #" + std::to_string(id_) + ' ' + peer_.to_string() + ": ";
+    out.append(line);
+    runtime::log_line(out);
 }
 
 void session::answer(const smtp::reply& r) {

@@ -197,6 +197,7 @@ void reactor::run() {
         while (im.run_deferred()) {
         }
         if (im.stopping && im.conns.empty() && im.accepts_in_flight == 0) break;
+        flush_log();  // the lines of this turn, before we may block
         int r = io_uring_submit_and_wait(&im.ring, 1);
         if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY && r != -ETIME) {
             std::fprintf(stderr, "runtime: shard %u: io_uring_submit_and_wait: %s\n", im.opts.shard,
@@ -218,6 +219,7 @@ void reactor::run() {
     }
     // Hand what the last turn prepared (cancels, closes) to the kernel.
     io_uring_submit(&im.ring);
+    flush_log();
 }
 
 void reactor::stop(std::chrono::milliseconds drain) {

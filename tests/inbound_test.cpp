@@ -97,4 +97,16 @@ TEST_CASE("server_flags: parsed from a command line") {
     CHECK(f.max_message_size == 1048576);
     const char* bad[] = {"t", "--max-connections", "many"};
     CHECK_FALSE(p.parse(3, const_cast<char**>(bad)).ok());
+    // A boolean takes true/false words; "--chunking=0" is off, not a silent "on".
+    const char* off[] = {"t", "--chunking=0"};
+    f.chunking = true;
+    REQUIRE(p.parse(2, const_cast<char**>(off)).ok());
+    CHECK_FALSE(f.chunking);
+    const char* on[] = {"t", "--chunking=yes"};
+    REQUIRE(p.parse(2, const_cast<char**>(on)).ok());
+    CHECK(f.chunking);
+    const char* junk[] = {"t", "--chunking=maybe"};
+    auto r = p.parse(2, const_cast<char**>(junk));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.err().message.find("--chunking") != std::string::npos);
 }

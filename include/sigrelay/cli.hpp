@@ -56,8 +56,14 @@ public:
                           }});
     }
     void add_bool(std::string name, bool* out, std::string help) {
-        flags_.push_back({std::move(name), std::move(help), false,
-                          [out](std::string_view v) -> result<void> { *out = v != "false"; return {}; }});
+        // "--flag", "--no-flag", or "--flag=true|false|yes|no|on|off|1|0";
+        // anything else is an error, not a silent "on".
+        flags_.push_back({name, std::move(help), false, [out, name](std::string_view v) -> result<void> {
+                              if (v == "true" || v == "yes" || v == "on" || v == "1") *out = true;
+                              else if (v == "false" || v == "no" || v == "off" || v == "0") *out = false;
+                              else return make_error(name + ": expected true or false, got " + std::string(v));
+                              return {};
+                          }});
     }
     void positional(std::vector<std::string>* out, std::string usage) {
         positional_ = out;

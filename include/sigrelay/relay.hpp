@@ -132,9 +132,20 @@ private:
     outbound::pool pool_;
     memory_budget budget_;
     resolve::cache dns_;
+    // What a destination is built from: when none of it changed across a
+    // reload, the destination (its TLS context, session cache and pooled
+    // connections) stays. Settings are compared, not pointers.
+    struct destination_settings {
+        std::string smart_host, tls_domain, ca_file, ca_pem, cert_file, cert_pem, key_pem;
+        static destination_settings of(const tenants::tenant& t) {
+            return {t.smart_host,    t.tls_domain,      t.smart_host_ca, t.smart_host_ca_pem,
+                    t.client_cert,   t.client_cert_pem, t.client_key_pem};
+        }
+        bool operator==(const destination_settings&) const = default;
+    };
     struct destination_entry {
         outbound::destination dest;
-        std::string settings;  // what it was built from (kept across reloads when unchanged)
+        destination_settings settings;  // what it was built from
     };
     std::unordered_map<std::string, destination_entry> destinations_;
     relay_stats stats_;

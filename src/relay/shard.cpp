@@ -88,29 +88,11 @@ shard::shard(runtime::reactor& r, const relay_options& opts, std::shared_ptr<con
     queue_prefix_ = buf;
 }
 
-namespace {
-// What a destination is built from: when none of it changed across a reload,
-// the destination (its TLS context, session cache and pooled connections)
-// stays. Settings are compared, not pointers.
-std::string destination_settings(const tenants::tenant& t) {
-    std::string s;
-    for (const std::string* part : {&t.smart_host, &t.tls_domain, &t.smart_host_ca, &t.smart_host_ca_pem,
-                                    &t.client_cert, &t.client_cert_pem, &t.client_key_pem}) {
-        s += std::to_string(part->size());
-        s += ':';
-        s += *part;
-    }
-    return s;
-}
-}  // namespace
-
 void shard::replace_snapshot(std::shared_ptr<const tenants::snapshot> snap) {
     snap_ = std::move(snap);
     for (auto it = destinations_.begin(); it != destinations_.end();) {
-        const tenants::tenant* t = nullptr;
-        for (const auto& cand : snap_->all())
-            if (cand.id == it->first) t = &cand;
-        if (t != nullptr && destination_settings(*t) == it->second.settings)
+        const tenants::tenant* t = snap_->find_by_id(it->first);
+        if (t != nullptr && destination_settings::of(*t) == it->second.settings)
             ++it;
         else
             it = destinations_.erase(it);  // gone or changed: built anew at next use
@@ -129,7 +111,7 @@ void shard::destination_for(const tenants::tenant& t, destination_callback cb) {
         d.key = t.id;
         d.tls_domain = t.tls_domain;
         d.tls = std::make_shared<const tls::context>(std::move(ctx).value());
-        it = destinations_.emplace(t.id, destination_entry{d, destination_settings(t)}).first;
+        it = destinations_.emplace(t.id, destination_entry{d, destination_settings::of(t)}).first;
     }
     // The cache answers from memory while the TTL lasts (through post(), so
     // never inside this call) and asks the resolver thread otherwise.

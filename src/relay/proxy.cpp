@@ -214,9 +214,7 @@ public:
                 early_ = r;
                 state_ = msg::failed;
                 pieces_.clear();
-                session_->release(inbound::session::hold_outbound);
-                sh_.budget().forget(*this);
-                session_->release(inbound::session::hold_budget);
+                stop_holding();
                 return;
             default:
                 return;
@@ -428,6 +426,16 @@ private:
         begun_ = false;
     }
 
+    // Nothing of this message is held any more, and nothing holds the client
+    // back: the rest of its content is read (and dropped, or the message is over).
+    void stop_holding() {
+        sh_.budget().forget(*this);
+        if (session_ != nullptr) {
+            session_->release(inbound::session::hold_outbound);
+            session_->release(inbound::session::hold_budget);
+        }
+    }
+
     void release_lease() {
         if (lease_.valid()) lease_.release(true);
         lease_ = outbound::lease();
@@ -448,11 +456,7 @@ private:
         }
         release_lease();
         signer_.reset();
-        sh_.budget().forget(*this);
-        if (session_ != nullptr) {
-            session_->release(inbound::session::hold_outbound);
-            session_->release(inbound::session::hold_budget);
-        }
+        stop_holding();
         tenant_ = nullptr;
         txn_ = txn::none;
         state_ = msg::none;

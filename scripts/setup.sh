@@ -18,9 +18,11 @@ tests=(
   # merely recommends.
   swaks libnet-ssleay-perl libio-socket-ssl-perl
 )
+# tools/sigrelay-directory: OAuth2 client credentials (MSAL) and Graph over HTTPS.
+directory=(python3-msal python3-requests)
 scripts=(procps coreutils mawk sed findutils hostname)  # ps/kill, timeout, awk in the scripts
 
-packages=("${build[@]}" "${fuzz[@]}" "${tests[@]}" "${scripts[@]}")
+packages=("${build[@]}" "${fuzz[@]}" "${tests[@]}" "${directory[@]}" "${scripts[@]}")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -11,6 +11,8 @@
 #include <sigrelay/tls.hpp>
 
 #include <unistd.h>
+#include <cerrno>
+#include <cstring>
 
 #include <array>
 #include <atomic>
@@ -52,7 +54,7 @@ struct options {
     std::uint64_t max_signed_part = 8ull << 20, memory_budget = 128ull << 20;
     std::string log_format = "text";
     bool quiet = false;
-    std::string spool_dir, metrics_listen;
+    std::string spool_dir, metrics_listen, pid_file;
     bool proxy_protocol = false;
     std::vector<std::string> proxy_trusted;
     std::vector<std::string> dns_servers;
@@ -141,6 +143,9 @@ const metric metrics_table[] = {
     {"sigrelay_outbound_retries_total", K::counter,
      "MAILs sent again on a new connection because a pooled one was found dead (EOF, reset, 421).",
      [](const shard_state& s) { return s.relay->stats().retries; }},
+    {"sigrelay_recipients_deferred_total", K::counter,
+     "RCPTs answered 452 4.5.3 because they belong to the other recipient group (split_recipients).",
+     [](const shard_state& s) { return s.relay->stats().recipients_deferred; }},
     {"sigrelay_outbound_connects_total", K::counter, "Outbound connections attempted.",
      [](const shard_state& s) { return s.relay->pool().stats().connects; }},
     {"sigrelay_outbound_connect_failures_total", K::counter, "Outbound connections that failed to set up.",
@@ -223,6 +228,8 @@ int main(int argc, char** argv) {
     p.add("--log-format", &o.log_format, "text|json (default text)");
     p.add_bool("--quiet", &o.quiet, "no per-connection log lines");
     p.add("--spool-dir", &o.spool_dir, "spool mode (docs/behaviour.md, Delivery): not implemented yet");
+    p.add("--pid-file", &o.pid_file,
+          "write the process id here once listening, remove it on exit (for SIGHUP from scripts)");
     p.add("--metrics-listen", &o.metrics_listen, "HOST:PORT serving Prometheus /metrics and /healthz");
     p.add_bool("--proxy-protocol", &o.proxy_protocol,
                "expect a PROXY v1/v2 header from a load balancer before SMTP; needs --proxy-trusted");
@@ -328,6 +335,19 @@ int main(int argc, char** argv) {
         return ok();
     });
     if (!started) return fail(71, started.err().message);
+    if (!o.pid_file.empty()) {
+        // Written atomically: a reader never sees a half-written number.
+        const std::string tmp = o.pid_file + ".tmp";
+        FILE* f = std::fopen(tmp.c_str(), "w");
+        if (f == nullptr || std::fprintf(f, "%ld\n", static_cast<long>(::getpid())) < 0 || std::fclose(f) != 0 ||
+            std::rename(tmp.c_str(), o.pid_file.c_str()) != 0) {
+            const int e = errno;
+            group.request_stop();
+            group.wait();
+            errno = e;
+            return fail(73, "--pid-file " + o.pid_file + ": " + std::strerror(errno));
+        }
+    }
     if (!o.quiet)
         std::fprintf(stderr, "sigrelay: listening on %s, %u shard%s, %zu tenant%s from %s\n",
                      addr->to_string().c_str(), group.size(), group.size() == 1 ? "" : "s",
@@ -364,6 +384,7 @@ int main(int argc, char** argv) {
                      (unsigned long long)t.relayed, (unsigned long long)t.signed_messages,
                      (unsigned long long)t.stamped, (unsigned long long)t.outbound_failures);
     }
+    if (!o.pid_file.empty()) std::remove(o.pid_file.c_str());
     // Pools and listeners belong to their shard threads, which have exited:
     // destroy them here, in order, before the reactors go.
     for (auto& st : shards) {

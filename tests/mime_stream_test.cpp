@@ -128,9 +128,24 @@ std::vector<std::string> own_messages() {
     };
 }
 
+// A signature with an embedded image (docs/behaviour.md, Images): the
+// multipart/related it builds must not depend on the split either.
+const std::string& image_base64() {
+    static const std::string b64 =
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9\r\n"
+        "awAAAABJRU5ErkJggg==\r\n";
+    return b64;
+}
+
 void check_all_splits(const std::string& name, const std::string& msg) {
-    for (placement where : {placement::bottom, placement::below_reply}) {
-        const auto sig = test_sig(where);
+    for (int variant = 0; variant < 3; ++variant) {
+        const placement where = variant == 1 ? placement::below_reply : placement::bottom;
+        auto sig = test_sig(where);
+        if (variant == 2) {
+            sig.html += "<img src=\"cid:logo.Q1@relay.test\">";
+            sig.images.push_back({"logo.Q1@relay.test", "image/png", "logo.png", image_base64()});
+        }
+        CAPTURE(variant);
         const auto opts = test_opts();
         const streamed want = whole(msg, sig, opts);
         for (std::size_t chunk : {1, 7, 512, 4096, 65536}) {

@@ -114,6 +114,34 @@ TEST_CASE("template: errors carry line and column") {
 
 // ---- directory ----------------------------------------------------------------
 
+TEST_CASE("template: {{img:name}} slots, written as the caller's URL") {
+    auto t = compiled_template::compile(
+        "<img src=\"{{img:logo}}\"> {{name}} <img src=\"{{ img:badge }}\"><img src=\"{{img:logo}}\">",
+        escape::html, "sig.html");
+    REQUIRE(t.ok());
+    REQUIRE(t->images() == std::vector<std::string>{"logo", "badge"});
+    CHECK(t->image_positions() == std::vector<std::string>{"1:11", "1:45"});
+    std::string_view values[] = {"Ann & Bob"};
+    std::string_view urls[] = {"cid:logo.Q1@h", "https://x.example/b.png?a=1&amp;b=2"};
+    std::string out;
+    t->render(values, out, urls);
+    CHECK(out ==
+          "<img src=\"cid:logo.Q1@h\"> Ann &amp; Bob <img src=\"https://x.example/b.png?a=1&amp;b=2\">"
+          "<img src=\"cid:logo.Q1@h\">");
+    // Without URLs an image renders as nothing (callers always pass them).
+    CHECK(t->render(values) == "<img src=\"\"> Ann &amp; Bob <img src=\"\"><img src=\"\">");
+    CHECK(t->attributes() == std::vector<std::string>{"name"});
+}
+
+TEST_CASE("template: image tags are checked") {
+    CHECK(compile_error("x {{img:lo go}}") ==
+          "sig.html:1:3: bad image name 'lo go' (allowed: letters, digits, _ . -)");
+    CHECK(compile_error("{{img:}}") == "sig.html:1:1: empty tag");
+    auto text = compiled_template::compile("{{img:logo}}", escape::text, "sig.txt");
+    REQUIRE(!text.ok());
+    CHECK(text.err().message == "sig.txt:1:1: {{img:...}} is for HTML templates only");
+}
+
 TEST_CASE("directory: loads users and finds them case-insensitively") {
     auto d = directory::parse(
         "{\"email\": \"Ann.Lee@Fabrikam.com\", \"display_name\": \"Ann Lee\", \"title\": \"CEO\"}\n"

@@ -1,6 +1,7 @@
 // Unit tests for src/tenants: the tenants file, lookups, the signature
 // decision, Subject decoding and the Received: builder.
 #include <sigrelay/tenants.hpp>
+#include <sigrelay/mime/codec.hpp>
 
 #include <doctest/doctest.h>
 
@@ -552,4 +553,177 @@ TEST_CASE("header_value: first field, case-insensitive, unfolded, header block o
     CHECK(sigrelay::tenants::header_value(msg, "X-Body").empty());
     CHECK(sigrelay::tenants::header_value(msg, "Subject").empty());
     CHECK(sigrelay::tenants::header_value("Subject: lf only\nTo: x\n\n", "subject") == "lf only");
+}
+
+namespace {
+
+// A scratch tenants folder for the image and recipient-group cases: the
+// example logo, templates using it, and one user.
+struct image_data {
+    std::string dir;
+    image_data() {
+        namespace fs = std::filesystem;
+        dir = (fs::temp_directory_path() / ("sigrelay-images-" + std::to_string(::getpid()))).string();
+        fs::remove_all(dir);
+        fs::create_directories(dir);
+        fs::copy_file(env_dir("SIGRELAY_EXAMPLES") + "/fabrikam/logo.png", dir + "/logo.png");
+        std::ofstream(dir + "/users.ndjson") << "{\"email\": \"ann@t1.com\", \"display_name\": \"Ann <A&B>\"}\n";
+        std::ofstream(dir + "/img.html") << "<p>{{display_name}}</p>\n<img src=\"{{img:logo}}\">{{img:logo}}";
+        std::ofstream(dir + "/two.html") << "<img src=\"{{img:logo}}\"><img src=\"{{ img:badge }}\">";
+        std::ofstream(dir + "/bad.html") << "<p>x</p>\n  <img src=\"{{img:nologo}}\">";
+        std::ofstream(dir + "/sig.txt") << "{{display_name}}";
+        std::ofstream(dir + "/notes.txt") << "not an image";
+        std::ofstream big(dir + "/big.png", std::ios::binary);
+        big << std::string("\x89PNG\r\n\x1a\n", 8) << std::string(max_image_bytes, 'x');
+    }
+    ~image_data() { std::filesystem::remove_all(dir); }
+};
+
+const image_data& images_dir() {
+    static image_data d;
+    return d;
+}
+
+// One tenant; `extra` is spliced in after "domains" (its own line 4), `tpl`
+// names the template's extra fields.
+std::string image_tenants(const std::string& extra, const std::string& html = "img.html",
+                          const std::string& tpl = "", const std::string& rules = "[ { \"template\": \"default\" } ]") {
+    return "{ \"tenants\": [ {\n"
+           "  \"id\": \"t1\",\n"
+           "  \"domains\": [\"t1.com\"],\n" +
+           extra +
+           "\n  \"smart_host\": \"mx.t1.com:25\",\n"
+           "  \"processed_header\": { \"name\": \"X-Sig\", \"value\": \"yes\" },\n"
+           "  \"templates\": { \"default\": { \"html_file\": \"" + html + "\", \"text_file\": \"sig.txt\"" + tpl + " } },\n"
+           "  \"rules\": " + rules + ",\n"
+           "  \"directory_file\": \"users.ndjson\"\n"
+           "} ] }\n";
+}
+
+result<std::shared_ptr<const snapshot>> parse_images(const std::string& json) {
+    return snapshot::parse(json, images_dir().dir + "/tenants.json");
+}
+
+std::string image_error(const std::string& json) {
+    auto s = parse_images(json);
+    REQUIRE(!s.ok());
+    std::string m = s.err().message;
+    const std::string prefix = images_dir().dir + "/";
+    for (auto at = m.find(prefix); at != std::string::npos; at = m.find(prefix)) m.erase(at, prefix.size());
+    return m;
+}
+
+const std::string kLogo = "  \"images\": { \"logo\": { \"file\": \"logo.png\", \"url\": \"https://cdn.t1.com/logo.png?a=1&b=2\" } },";
+
+}  // namespace
+
+TEST_CASE("tenants: images are read, recognised and encoded once at load") {
+    auto s = parse_images(image_tenants(kLogo));
+    REQUIRE_MESSAGE(s.ok(), (s.ok() ? "" : s.err().message));
+    const tenant& t = (*s)->all().front();
+    REQUIRE(t.images.size() == 1);
+    const image& im = t.images[0];
+    CHECK(im.content_type == "image/png");
+    CHECK(im.filename == "logo.png");
+    CHECK(im.url_html == "https://cdn.t1.com/logo.png?a=1&amp;b=2");
+    std::ifstream in(images_dir().dir + "/logo.png", std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(im.size == bytes.size());
+    std::string decoded;
+    REQUIRE(mime::base64_decode(im.base64, decoded));
+    CHECK(decoded == bytes);
+    CHECK(im.base64.ends_with("\r\n"));
+    CHECK(t.images_by_default == image_mode::embed);
+    CHECK(t.templates[0].image_index == std::vector<std::size_t>{0});
+
+    CHECK(sniff_image_type("GIF89a...") == "image/gif");
+    CHECK(sniff_image_type("\xff\xd8\xff\xe0") == "image/jpeg");
+    CHECK(sniff_image_type("<svg") == "");
+}
+
+TEST_CASE("tenants: decide() renders cid: per message in embed mode, the URL in link mode") {
+    auto s = parse_images(image_tenants(kLogo));
+    REQUIRE(s.ok());
+    const tenant& t = (*s)->all().front();
+    std::vector<std::string> rcpts{"x@example.com"};
+    auto d = decide(t, "ann@t1.com", rcpts, "", day("2026-03-01"), "Q1.h1@relay.example");
+    REQUIRE(d.kind == verdict::signature);
+    CHECK(d.images == image_mode::embed);
+    CHECK(d.signature.html ==
+          "<p>Ann &lt;A&amp;B&gt;</p>\r\n<img src=\"cid:logo.Q1.h1@relay.example\">cid:logo.Q1.h1@relay.example");
+    REQUIRE(d.signature.images.size() == 1);  // one part even when shown twice
+    CHECK(d.signature.images[0].content_id == "logo.Q1.h1@relay.example");
+    CHECK(d.signature.images[0].base64.data() == t.images[0].base64.data());  // no copy, no encoding
+    auto other = decide(t, "ann@t1.com", rcpts, "", day("2026-03-01"), "Q2.h1@relay.example");
+    CHECK(other.signature.images[0].content_id == "logo.Q2.h1@relay.example");
+
+    auto l = parse_images(image_tenants(kLogo + " \"image_mode\": \"link\","));
+    REQUIRE_MESSAGE(l.ok(), (l.ok() ? "" : l.err().message));
+    auto dl = decide((*l)->all().front(), "ann@t1.com", rcpts, "", day("2026-03-01"), "Q1@h");
+    CHECK(dl.images == image_mode::link);
+    CHECK(dl.signature.html.find("<img src=\"https://cdn.t1.com/logo.png?a=1&amp;b=2\">") != std::string::npos);
+    CHECK(dl.signature.images.empty());
+
+    // The template overrides the tenant's mode.
+    auto o = parse_images(image_tenants(kLogo, "img.html", ", \"image_mode\": \"link\""));
+    REQUIRE(o.ok());
+    CHECK((*o)->all().front().templates[0].images == image_mode::link);
+    CHECK(decide((*o)->all().front(), "ann@t1.com", rcpts, "", day("2026-03-01"), "Q@h").signature.images.empty());
+}
+
+TEST_CASE("tenants: image errors name file, line and field") {
+    CHECK(image_error(image_tenants(kLogo, "bad.html")) ==
+          "tenants.json:7: tenants[0].templates.default.html_file: bad.html:2:13: {{img:nologo}}: no image "
+          "\"nologo\" in this tenant's images");
+    CHECK(image_error(image_tenants(kLogo, "two.html")) ==
+          "tenants.json:7: tenants[0].templates.default.html_file: two.html:1:35: {{img:badge}}: no image "
+          "\"badge\" in this tenant's images");
+    CHECK(image_error(image_tenants("  \"images\": { \"logo\": { \"file\": \"logo.png\" } },", "img.html",
+                                    ", \"image_mode\": \"link\"")) ==
+          "tenants.json:7: tenants[0].templates.default.html_file: img.html:2:11: {{img:logo}}: image_mode is "
+          "link, but image \"logo\" has no url");
+    CHECK(image_error(image_tenants("  \"images\": { \"logo\": { \"file\": \"notes.txt\" } },")) ==
+          "tenants.json:4: tenants[0].images.logo.file: notes.txt: not a PNG, JPEG or GIF image");
+    CHECK(image_error(image_tenants("  \"images\": { \"logo\": { \"file\": \"big.png\" } },")) ==
+          "tenants.json:4: tenants[0].images.logo.file: big.png: " + std::to_string(max_image_bytes + 8) +
+              " bytes; an image may have at most " + std::to_string(max_image_bytes));
+    CHECK(image_error(image_tenants("  \"images\": { \"logo\": { \"file\": \"missing.png\" } },")).starts_with(
+        "tenants.json:4: tenants[0].images.logo.file: missing.png: cannot open: "));
+    CHECK(image_error(image_tenants("  \"images\": { \"logo\": { \"file\": \"logo.png\", \"url\": \"ftp://x\" } },")) ==
+          "tenants.json:4: tenants[0].images.logo.url: expected an http:// or https:// URL of printable ASCII "
+          "without quotes, <, > or blanks");
+    CHECK(image_error(image_tenants("  \"images\": { \"logo\": { \"file\": \"logo.png\", \"url\": \"https://x/\\\"a\" } },")) ==
+          "tenants.json:4: tenants[0].images.logo.url: expected an http:// or https:// URL of printable ASCII "
+          "without quotes, <, > or blanks");
+    CHECK(image_error(image_tenants("  \"images\": { \"lo go\": { \"file\": \"logo.png\" } },")) ==
+          "tenants.json:4: tenants[0].images.lo go: image names use letters, digits, '_', '.' and '-'");
+    CHECK(image_error(image_tenants("  \"images\": { \"logo\": { \"file\": \"logo.png\", \"alt\": \"x\" } },")) ==
+          "tenants.json:4: tenants[0].images.logo.alt: unknown field");
+    CHECK(image_error(image_tenants(kLogo + " \"image_mode\": \"inline\",")) ==
+          "tenants.json:4: tenants[0].image_mode: expected \"embed\" or \"link\"");
+}
+
+TEST_CASE("tenants: split_recipients defaults to whether a rule tests recipients") {
+    const std::string by_group =
+        "[ { \"when\": { \"recipients\": \"external\" }, \"template\": \"default\" }, { \"template\": null } ]";
+    auto a = parse_images(image_tenants(kLogo, "img.html", "", by_group));
+    REQUIRE(a.ok());
+    CHECK((*a)->all().front().split_recipients);
+    auto b = parse_images(image_tenants(kLogo));
+    REQUIRE(b.ok());
+    CHECK(!(*b)->all().front().split_recipients);
+    auto c = parse_images(image_tenants(kLogo + " \"split_recipients\": false,", "img.html", "", by_group));
+    REQUIRE(c.ok());
+    CHECK(!(*c)->all().front().split_recipients);
+    auto d = parse_images(image_tenants(kLogo + " \"split_recipients\": true,"));
+    REQUIRE(d.ok());
+    CHECK((*d)->all().front().split_recipients);
+    CHECK(image_error(image_tenants(kLogo + " \"split_recipients\": \"yes\",")) ==
+          "tenants.json:4: tenants[0].split_recipients: expected true or false, got a string");
+
+    const tenant& t = (*a)->all().front();
+    CHECK(recipient_group(t, "x@T1.com") == signature::recipients_scope::internal);
+    CHECK(recipient_group(t, "x@sub.t1.com") == signature::recipients_scope::external);
+    CHECK(describe_conditions(t.rules[0]) == "recipients external");
+    CHECK(describe_conditions(t.rules[1]) == "always");
 }

@@ -19,11 +19,24 @@ namespace sigrelay::mime {
 
 enum class placement { bottom, below_reply };
 
+// An image the HTML signature shows as cid:content_id (RFC 2392). The bytes
+// were base64-encoded once, when the tenants file was loaded: a message only
+// copies them (docs/configuration.md, Images).
+struct embedded_image {
+    std::string content_id;         // without <>: "logo.Q1a2b3c@relay.example"
+    std::string_view content_type;  // "image/png"
+    std::string_view filename;      // printable ASCII, no quotes or backslashes
+    std::string_view base64;        // 76-column lines, each ending in CRLF
+};
+
 // A signature already rendered for one sender, UTF-8.
 struct rendered_signature {
     std::string html;  // inserted into text/html parts
     std::string text;  // appended to text/plain parts after "-- " (RFC 3676 §4.3)
     placement where = placement::bottom;
+    // Parts to add beside the signed HTML in a multipart/related; the
+    // viewed data must outlive the injector.
+    std::vector<embedded_image> images;
 };
 
 struct inject_options {

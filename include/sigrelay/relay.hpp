@@ -53,6 +53,7 @@ struct relay_stats {
     std::uint64_t bytes_in = 0, bytes_out = 0;
     std::uint64_t budget_waits = 0;  // times a transaction waited for the memory budget
     std::uint64_t retries = 0;       // MAILs sent again on a new connection (a pooled one was dead)
+    std::uint64_t recipients_deferred = 0;  // RCPTs answered 452 4.5.3 by split_recipients
 };
 
 // The shard's byte budget for message content held in memory. Not shared

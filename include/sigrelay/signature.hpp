@@ -30,6 +30,8 @@ enum class escape { html, text };
 //   {{#attr}}…{{/attr}}  shown only when the attribute is non-empty
 //   {{^attr}}…{{/attr}}  shown only when it is empty (or missing)
 //   {{! comment }}       dropped
+//   {{img:name}}         the image `name`: a cid: or https: URL the caller
+//                        supplies per message (HTML templates only)
 // Sections nest. A line holding only a section/comment tag (and blanks)
 // disappears entirely, as in Mustache, so text templates stay tidy. Line
 // breaks of the literal text are normalised to CRLF (bodies are CRLF).
@@ -46,19 +48,25 @@ public:
     escape mode() const noexcept { return mode_; }
     // Attribute names in slot order: render() takes one value per slot.
     const std::vector<std::string>& attributes() const noexcept { return attributes_; }
+    // Image names in slot order ({{img:name}}), each once, and where each
+    // was first used ("3:17") for load errors.
+    const std::vector<std::string>& images() const noexcept { return images_; }
+    const std::vector<std::string>& image_positions() const noexcept { return image_positions_; }
     // Bytes of literal text (a good reserve() hint for the output).
     std::size_t literal_size() const noexcept { return text_.size(); }
 
     // Appends the rendering to `out`. values[i] is attributes()[i]'s value;
-    // missing trailing values count as empty.
-    void render(std::span<const std::string_view> values, std::string& out) const;
+    // missing trailing values count as empty. image_urls[i] is written, as
+    // given (already escaped), for images()[i].
+    void render(std::span<const std::string_view> values, std::string& out,
+                std::span<const std::string_view> image_urls = {}) const;
     std::string render(std::span<const std::string_view> values) const;
     // Convenience for tests and tools: values by name (absent = empty).
     std::string render_with(const std::vector<std::pair<std::string, std::string>>& values) const;
 
 private:
     struct op {
-        enum kind_t : std::uint8_t { literal, value, section, inverted };
+        enum kind_t : std::uint8_t { literal, value, section, inverted, image };
         kind_t kind = literal;
         std::uint32_t slot = 0;    // value, section, inverted
         std::uint32_t offset = 0;  // literal: into text_; sections: index past the end
@@ -67,6 +75,8 @@ private:
     std::vector<op> ops_;
     std::string text_;
     std::vector<std::string> attributes_;
+    std::vector<std::string> images_;
+    std::vector<std::string> image_positions_;
     escape mode_ = escape::text;
 
     friend struct compiler;
@@ -161,8 +171,9 @@ public:
     binding() = default;
     binding(const compiled_template& t, const directory& d);
 
-    // Appends the user's rendering to `out`.
-    void render(const compiled_template& t, const directory& d, user_id u, std::string& out) const;
+    // Appends the user's rendering to `out` (image_urls as in compiled_template::render).
+    void render(const compiled_template& t, const directory& d, user_id u, std::string& out,
+                std::span<const std::string_view> image_urls = {}) const;
 
 private:
     static constexpr std::uint16_t no_slot = 0xffff;

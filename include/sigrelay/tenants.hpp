@@ -26,6 +26,35 @@ struct header_field {
     std::string value;
 };
 
+// How {{img:name}} reaches the reader (docs/configuration.md, Images):
+// embed sends the image inside each message (multipart/related, cid:), link
+// points at its URL.
+enum class image_mode { embed, link };
+std::string_view image_mode_name(image_mode m) noexcept;
+
+// An image a tenant's HTML templates may show, read, checked and
+// base64-encoded once when the snapshot is built.
+struct image {
+    std::string name;          // as in {{img:name}}
+    std::string file;          // resolved path
+    std::string url;           // as written; empty when not given
+    std::string url_html;      // the URL escaped for an HTML attribute
+    std::string content_type;  // "image/png", "image/jpeg" or "image/gif", from the bytes
+    std::string filename;      // the file's name, made safe for a MIME parameter
+    std::size_t size = 0;      // bytes of the image
+    std::string base64;        // 76-column lines, each ending in CRLF
+};
+
+// The largest image a tenant may declare: each is sent with every message.
+inline constexpr std::size_t max_image_bytes = 512 * 1024;
+
+// What an image file is, by its first bytes: "image/png", "image/jpeg",
+// "image/gif", or empty for anything else.
+std::string_view sniff_image_type(std::string_view bytes) noexcept;
+// The image, checked (type, size) and encoded; errors say what is wrong
+// with the bytes ("not a PNG, JPEG or GIF image").
+result<image> make_image(std::string name, std::string file, std::string_view bytes);
+
 struct template_set {
     std::string name;
     std::string html_file;  // resolved paths
@@ -35,6 +64,8 @@ struct template_set {
     signature::binding html_binding;  // against the tenant's directory
     signature::binding text_binding;
     mime::placement where = mime::placement::bottom;
+    image_mode images = image_mode::embed;  // the tenant's, unless the template says
+    std::vector<std::size_t> image_index;   // html.images()[i] is tenant::images[image_index[i]]
 };
 
 // What a tenant demands of the inbound session beyond its domain (docs/behaviour.md, Tenants and
@@ -66,6 +97,12 @@ struct tenant {
     signature::directory directory;
     requirements require;
     std::vector<std::string> reply_markers;
+    std::vector<image> images;
+    image_mode images_by_default = image_mode::embed;
+    // One recipient group (internal or external) per transaction, so that
+    // rules testing `recipients` always see one (docs/behaviour.md, Recipient
+    // groups). Defaults to whether any rule tests recipients.
+    bool split_recipients = false;
 
     bool owns_domain(std::string_view domain) const noexcept;
     const template_set* find_template(std::string_view name) const noexcept;
@@ -119,6 +156,12 @@ private:
 // recipients), external when at least one is outside.
 signature::recipients_scope classify_recipients(const tenant& t,
                                                 std::span<const std::string> recipients);
+// One recipient's group: internal when its domain is the tenant's.
+signature::recipients_scope recipient_group(const tenant& t, std::string_view recipient);
+std::string_view scope_name(signature::recipients_scope s) noexcept;
+// A rule's conditions for people: "department = Sales, recipients external";
+// "always" for a rule without any.
+std::string describe_conditions(const signature::rule& r);
 
 enum class verdict {
     signature,       // `signature` holds the rendered html/text and placement
@@ -131,6 +174,8 @@ struct decision {
     std::string reason;               // for logs: "rule 2 (template null)", ...
     std::optional<std::size_t> rule;  // the rule that matched
     std::string template_name;
+    signature::recipients_scope group = signature::recipients_scope::internal;
+    std::optional<image_mode> images;  // when the template shows images
     mime::rendered_signature signature;
 };
 
@@ -138,8 +183,11 @@ struct decision {
 // Decision for senders missing from the directory: unknown_sender, and the
 // message is still stamped (processed header, Received:) but not signed —
 // rules are not consulted, since their attribute tests have nothing to test.
+// Embedded images are named "<image>.<content_id_suffix>" (RFC 2392): pass
+// something unique per message, "<queue id>@<host>".
 decision decide(const tenant& t, std::string_view sender, std::span<const std::string> recipients,
-                std::string_view subject, signature::date today);
+                std::string_view subject, signature::date today,
+                std::string_view content_id_suffix = "sigrelay.invalid");
 
 // A stable id for the sender's signature marker (mime::inject_options::
 // marker_id): 16 hex digits of a 64-bit FNV-1a hash of the lowercase address.

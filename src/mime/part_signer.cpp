@@ -131,6 +131,8 @@ public:
     }
 
     std::vector<edit>& edits() { return edits_; }
+    // The text/html parts that got the template's HTML, in order.
+    const std::vector<int>& signed_html() const { return signed_html_; }
     std::string signed_kinds() const {
         std::string out;
         for (const auto& k : kinds_) out += (out.empty() ? "" : "+") + k;
@@ -377,6 +379,7 @@ private:
             return fail("cannot relabel the Content-Type as UTF-8");
         if (switch_to_qp) set_cte(i, "quoted-printable");
         kinds_.push_back(p.type + "/" + p.subtype);
+        if (html && !sig_.html.empty()) signed_html_.push_back(static_cast<int>(i));
         return true;
     }
 
@@ -525,6 +528,7 @@ private:
     std::string marker_id_;
     std::vector<edit> edits_;
     std::vector<std::string> kinds_;
+    std::vector<int> signed_html_;
     std::string fail_;
     bool mime_version_added_ = false;
 };
@@ -605,9 +609,15 @@ unit_result sign_unit(held_bytes msg, const std::vector<part>& parts, int unit,
     part_signer s(msg, parts, sig, opts);
     unit_result r;
     r.reason = s.run(unit);
-    if (r.reason.empty()) {
-        r.edits = std::move(s.edits());
-        r.kinds = s.signed_kinds();
+    if (!r.reason.empty()) return r;
+    r.edits = std::move(s.edits());
+    r.kinds = s.signed_kinds();
+    // One set of image parts per message: a second HTML alternative refers
+    // to the same Content-IDs (RFC 2392 resolves them message-wide).
+    if (!sig.images.empty() && !s.signed_html().empty()) {
+        r.reason = add_images(msg, parts, s.signed_html().front(), sig.images, r.edits);
+        if (!r.reason.empty()) r.edits.clear();
+        else r.images = sig.images.size();
     }
     return r;
 }

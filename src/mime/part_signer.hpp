@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -55,12 +56,21 @@ struct unit_result {
     std::string reason;  // empty: signed, `edits` hold the changes; else why stamped only
     std::vector<edit> edits;
     std::string kinds;  // what was signed, "text/plain+text/html"
+    std::size_t images = 0;  // image parts added beside the HTML
 };
 
 // Signs the text bodies of the subtree rooted at part `unit` (every text
 // alternative of multipart/alternative, the root part of other multiparts,
 // never attachments). `msg` must hold every byte of that subtree and of the
 // delimiter line that ended it.
+// Adds the signature's images beside the signed text/html part `html`
+// (docs/behaviour.md, Images): into the multipart/related whose root holds
+// it, else into a new multipart/related in its place. Appends to `edits`
+// (for a whole-message HTML part also rewrites the ones on its header);
+// empty on success, else why the message cannot carry them.
+std::string add_images(held_bytes msg, const std::vector<part>& parts, int html,
+                       std::span<const embedded_image> images, std::vector<edit>& edits);
+
 unit_result sign_unit(held_bytes msg, const std::vector<part>& parts, int unit,
                       const rendered_signature& sig, const inject_options& opts);
 

@@ -245,6 +245,8 @@ struct stream_injector::impl {
                    std::make_move_iterator(r.edits.end()));
         if (!assemble(all, emitted, pos())) return stamped("internal: overlapping edits");
         stamps_out = true;
+        if (r.images > 0)
+            r.kinds += " with " + std::to_string(r.images) + (r.images == 1 ? " image" : " images");
         go_pass(outcome::signed_message, std::move(r.kinds));
     }
 

@@ -14,6 +14,8 @@
 #include <sigrelay/mime/scanner.hpp>
 #include <sigrelay/text.hpp>
 
+#include "recipient_split.hpp"
+
 #include <chrono>
 #include <cstdio>
 #include <deque>
@@ -117,6 +119,8 @@ public:
         started_ = std::chrono::steady_clock::now();
         ++sh_.counters().transactions;
         retried_ = false;
+        mail_pending_ = true;
+        split_.reset();
         txn_ = txn::acquiring;  // RCPTs pipelined meanwhile wait for the connection
         std::weak_ptr<void> alive = s.alive();
         const std::uint64_t mail_seq = ++mail_seq_;
@@ -137,13 +141,14 @@ public:
         // Recipients are relayed exactly as given, and only to the tenant's
         // own smart host (docs/behaviour.md, SMTP server rules: no rewriting,
         // no open relay).
+        if ((txn_ == txn::acquiring || txn_ == txn::open) && !admit(s, cmd.forward_path)) return;
         switch (txn_) {
             case txn::acquiring:
-                rcpts_.push_back(cmd.forward_path);
+                rcpts_.push_back({cmd.forward_path, group_of(cmd.forward_path), {}});
                 unsent_.push_back(cmd.forward_path);
                 return;
             case txn::open:
-                rcpts_.push_back(cmd.forward_path);
+                rcpts_.push_back({cmd.forward_path, group_of(cmd.forward_path), {}});
                 lease_.rcpt(cmd.forward_path);
                 return;
             case txn::failed:
@@ -196,15 +201,19 @@ public:
                                   std::to_string(r.code) + " " + smtp::printable(r.text));
                     txn_ = txn::failed;
                 }
+                mail_pending_ = false;
                 session_->answer(for_client(r));
+                answer_local_rcpts();
                 if (txn_ == txn::failed && rcpts_.empty()) release_lease();
                 return;
             case smtp::command_kind::rcpt:
                 if (!rcpts_.empty()) {
-                    if (r.code < 300 && txn_ == txn::open) env_.recipients.push_back(std::move(rcpts_.front()));
+                    split_.answered(rcpts_.front().group, r.code < 300);
+                    if (r.code < 300 && txn_ == txn::open) env_.recipients.push_back(std::move(rcpts_.front().path));
                     rcpts_.pop_front();
                 }
                 session_->answer(for_client(r));
+                answer_local_rcpts();
                 if (txn_ == txn::failed && rcpts_.empty()) release_lease();
                 return;
             case smtp::command_kind::data:
@@ -231,6 +240,38 @@ public:
     }
 
 private:
+    signature::recipients_scope group_of(std::string_view rcpt) const {
+        return tenants::recipient_group(*tenant_, rcpt);
+    }
+
+    // Recipient groups (docs/behaviour.md): an RCPT of the other group is
+    // answered 452 4.5.3 by us, in its turn among the pending answers.
+    bool admit(inbound::session& s, const std::string& rcpt) {
+        if (!tenant_->split_recipients) return true;
+        const auto g = group_of(rcpt);
+        if (split_.admit(g)) return true;
+        ++sh_.counters().recipients_deferred;
+        const auto other = *split_.fixed();
+        s.log("tenant " + tenant_->id + ": RCPT TO:<" + smtp::printable(rcpt) + "> is " +
+              std::string(tenants::scope_name(g)) + ", this transaction's recipients are " +
+              std::string(tenants::scope_name(other)) + "; 452 4.5.3 (split_recipients)");
+        const smtp::reply r{452, "4.5.3",
+                            std::string("Internal and external recipients get different signatures: "
+                                        "send this ") +
+                                std::string(tenants::scope_name(g)) + " recipient in a separate transaction"};
+        if (!mail_pending_ && rcpts_.empty()) s.answer(r);
+        else rcpts_.push_back({rcpt, g, r});
+        return false;
+    }
+
+    void answer_local_rcpts() {
+        while (!rcpts_.empty() && rcpts_.front().local) {
+            const smtp::reply r = *rcpts_.front().local;
+            rcpts_.pop_front();
+            session_->answer(r);
+        }
+    }
+
     void acquire(bool fresh) {
         txn_ = txn::acquiring;
         std::weak_ptr<void> alive = session_->alive();
@@ -267,7 +308,9 @@ private:
                       std::to_string(r.code) + " " + smtp::printable(r.text, 80) +
                       "); retrying on a new connection");
         release_lease();  // its other replies are not ours any more
-        unsent_.assign(rcpts_.begin(), rcpts_.end());
+        unsent_.clear();
+        for (const auto& r : rcpts_)
+            if (!r.local) unsent_.push_back(r.path);
         acquire(true);
         return true;
     }
@@ -282,6 +325,7 @@ private:
 
     void fail_mail(const smtp::reply& r) {
         txn_ = txn::failed;
+        mail_pending_ = false;
         inbound::session* s = session_;
         // RCPTs dispatched while we were acquiring are answered in order.
         std::size_t owed = rcpts_.size();
@@ -466,6 +510,8 @@ private:
         unsent_.clear();
         pieces_.clear();
         views_.clear();
+        split_.reset();
+        mail_pending_ = false;
     }
 
     shard& sh_;
@@ -481,7 +527,14 @@ private:
     msg state_ = msg::none;
     envelope env_;
     std::string params_;
-    std::deque<std::string> rcpts_;   // RCPTs awaiting the smart host's reply
+    struct pending_rcpt {
+        std::string path;
+        signature::recipients_scope group;
+        std::optional<smtp::reply> local;  // answered by us (a 452 of split_recipients)
+    };
+    std::deque<pending_rcpt> rcpts_;  // RCPTs awaiting their answer, in order
+    recipient_split split_;
+    bool mail_pending_ = false;  // MAIL not answered yet: nothing after it may be
     std::deque<std::string> unsent_;  // ... of which not sent yet (acquiring)
     std::optional<message_signer> signer_;
     std::vector<mime::output_piece> pieces_;

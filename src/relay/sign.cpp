@@ -49,7 +49,10 @@ message_signer::message_signer(const tenants::tenant& t, const envelope& env, si
       injector_(opts_, [this](const mime::part& root) -> const mime::rendered_signature* {
           const mime::header_field* f = root.field("Subject");
           const std::string subject = f ? tenants::decode_subject(f->value) : std::string();
-          decision_ = tenants::decide(tenant_, env_.sender, env_.recipients, subject, today_);
+          // Content-IDs for embedded images: unique per message (RFC 2392).
+          const std::string cid_suffix = (env_.queue_id.empty() ? std::string("message") : env_.queue_id) +
+                                         "@" + (env_.by_host.empty() ? std::string("sigrelay.invalid") : env_.by_host);
+          decision_ = tenants::decide(tenant_, env_.sender, env_.recipients, subject, today_, cid_suffix);
           return decision_.kind == tenants::verdict::signature ? &decision_.signature : nullptr;
       }) {}
 

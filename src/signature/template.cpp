@@ -155,6 +155,14 @@ struct compiler {
         return static_cast<std::uint32_t>(t.attributes_.size() - 1);
     }
 
+    std::uint32_t image_slot(std::string_view name, std::size_t offset) {
+        for (std::size_t i = 0; i < t.images_.size(); ++i)
+            if (t.images_[i] == name) return static_cast<std::uint32_t>(i);
+        t.images_.emplace_back(name);
+        t.image_positions_.push_back(position(offset));
+        return static_cast<std::uint32_t>(t.images_.size() - 1);
+    }
+
     // Appends literal source text with line breaks normalised to CRLF,
     // merging with a literal op just before it.
     void literal(std::size_t from, std::size_t to) {
@@ -207,15 +215,25 @@ struct compiler {
             if (sigil == '{') return fail(open, "'{{{' is not supported; use {{attr}}");
             bool has_sigil = sigil == '#' || sigil == '^' || sigil == '/' || sigil == '!';
             std::string_view name;
+            bool image = false;
             if (sigil != '!') {
+                std::string_view probe = inner;
+                while (!probe.empty() && is_blank(probe.front())) probe.remove_prefix(1);
+                if (!has_sigil && probe.starts_with("img:")) {
+                    if (t.mode_ != escape::html)
+                        return fail(open, "{{img:...}} is for HTML templates only");
+                    image = true;
+                    inner = probe.substr(4);
+                }
+
                 name = has_sigil ? inner.substr(1) : inner;
                 while (!name.empty() && is_blank(name.front())) name.remove_prefix(1);
                 while (!name.empty() && is_blank(name.back())) name.remove_suffix(1);
                 if (name.empty()) return fail(open, "empty tag");
                 for (char c : name)
                     if (!is_name_char(c))
-                        return fail(open, "bad attribute name '" + std::string(inner) +
-                                              "' (allowed: letters, digits, _ . -)");
+                        return fail(open, std::string(image ? "bad image name '" : "bad attribute name '") +
+                                              std::string(inner) + "' (allowed: letters, digits, _ . -)");
             }
 
             // A section or comment tag alone on its line takes the line with it.
@@ -279,8 +297,13 @@ struct compiler {
                     break;
                 }
                 default:
-                    o.kind = compiled_template::op::value;
-                    o.slot = slot_of(name);
+                    if (image) {
+                        o.kind = compiled_template::op::image;
+                        o.slot = image_slot(name, open);
+                    } else {
+                        o.kind = compiled_template::op::value;
+                        o.slot = slot_of(name);
+                    }
                     t.ops_.push_back(o);
                     break;
             }
@@ -308,7 +331,8 @@ result<compiled_template> compiled_template::compile(std::string_view source, es
     return std::move(c.t);
 }
 
-void compiled_template::render(std::span<const std::string_view> values, std::string& out) const {
+void compiled_template::render(std::span<const std::string_view> values, std::string& out,
+                               std::span<const std::string_view> image_urls) const {
     const std::size_t n = ops_.size();
     const op* ops = ops_.data();
     std::size_t i = 0;
@@ -321,6 +345,10 @@ void compiled_template::render(std::span<const std::string_view> values, std::st
                 break;
             case op::value:
                 if (o.slot < values.size()) append_value(out, values[o.slot], mode_);
+                ++i;
+                break;
+            case op::image:
+                if (o.slot < image_urls.size()) out.append(image_urls[o.slot]);
                 ++i;
                 break;
             case op::section: {
@@ -364,8 +392,8 @@ binding::binding(const compiled_template& t, const directory& d) : slots_(t.attr
     }
 }
 
-void binding::render(const compiled_template& t, const directory& d, user_id u,
-                     std::string& out) const {
+void binding::render(const compiled_template& t, const directory& d, user_id u, std::string& out,
+                     std::span<const std::string_view> image_urls) const {
     constexpr std::size_t inline_slots = 32;
     std::array<std::string_view, inline_slots> small{};
     std::vector<std::string_view> large;
@@ -387,7 +415,7 @@ void binding::render(const compiled_template& t, const directory& d, user_id u,
         }
         p += a.length;
     }
-    t.render(values, out);
+    t.render(values, out, image_urls);
 }
 
 }  // namespace sigrelay::signature

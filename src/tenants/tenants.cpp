@@ -365,6 +365,8 @@ struct tenants_loader {
             p.finish();
         }
 
+        parse_images(t, f);
+
         {
             const json_value& tv = f.need("templates");
             fields tf(*this, tv, f.field("templates"));
@@ -389,6 +391,10 @@ struct tenants_loader {
                         fail(pl->offset, e.field("placement"),
                              "expected \"bottom\" or \"below_reply\"");
                 }
+                s.images = t.images_by_default;
+                if (const json_value* im = e.get("image_mode"))
+                    s.images = parse_image_mode(*im, e.field("image_mode"));
+                bind_images(t, s, e.need("html_file"), e.field("html_file"));
                 e.finish();
                 t.templates.push_back(std::move(s));
             }
@@ -442,8 +448,84 @@ struct tenants_loader {
             }
         }
 
+        bool tests_recipients = false;
+        for (const auto& r : t.rules)
+            tests_recipients = tests_recipients || r.recipients != signature::recipients_scope::any;
+        t.split_recipients = tests_recipients;
+        if (const json_value* sr = f.get("split_recipients")) {
+            if (sr->kind != json_value::boolean)
+                fail(sr->offset, f.field("split_recipients"),
+                     std::string("expected true or false, got ") + detail::kind_name(sr->kind));
+            t.split_recipients = sr->flag;
+        }
+
         f.finish();
         return t;
+    }
+
+    image_mode parse_image_mode(const json_value& v, const std::string& field) const {
+        const std::string& m = want_string(v, field);
+        if (m == "embed") return image_mode::embed;
+        if (m == "link") return image_mode::link;
+        fail(v.offset, field, "expected \"embed\" or \"link\"");
+    }
+
+    // "images": {"logo": {"file": "fabrikam/logo.png", "url": "https://..."}}
+    void parse_images(tenant& t, fields& f) const {
+        if (const json_value* m = f.get("image_mode"))
+            t.images_by_default = parse_image_mode(*m, f.field("image_mode"));
+        const json_value* iv = f.get("images");
+        if (!iv) return;
+        fields all(*this, *iv, f.field("images"));
+        for (const json_field& entry : iv->fields) {
+            all.get(entry.key);
+            const std::string ef = all.field(entry.key);
+            bool good = !entry.key.empty();
+            for (char c : entry.key)
+                good = good && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-');
+            if (!good) fail(entry.offset, ef, "image names use letters, digits, '_', '.' and '-'");
+            fields e(*this, entry.value, ef);
+            const json_value& fv = e.need("file");
+            std::string file = resolve_path(want_nonempty(fv, e.field("file")));
+            std::string bytes = read_file(fv, e.field("file"), file);
+            auto im = make_image(entry.key, file, bytes);
+            if (!im) fail(fv.offset, e.field("file"), im.err().message);
+            if (const json_value* uv = e.get("url")) {
+                const std::string& url = want_nonempty(*uv, e.field("url"));
+                bool ok = url.starts_with("https://") || url.starts_with("http://");
+                for (char c : url) {
+                    auto u = static_cast<unsigned char>(c);
+                    ok = ok && u > 0x20 && u < 0x7f && c != '"' && c != '\'' && c != '<' && c != '>' && c != '\\';
+                }
+                if (!ok)
+                    fail(uv->offset, e.field("url"),
+                         "expected an http:// or https:// URL of printable ASCII without quotes, <, > or blanks");
+                im->url = url;
+                for (char c : url) {
+                    if (c == '&') im->url_html += "&amp;";
+                    else im->url_html += c;
+                }
+            }
+            e.finish();
+            t.images.push_back(std::move(*im));
+        }
+    }
+
+    // The template's {{img:name}} tags against the tenant's images.
+    void bind_images(const tenant& t, template_set& s, const json_value& at, const std::string& field) const {
+        const auto& names = s.html.images();
+        for (std::size_t i = 0; i < names.size(); ++i) {
+            auto it = std::find_if(t.images.begin(), t.images.end(),
+                                   [&](const image& im) { return im.name == names[i]; });
+            const std::string where = s.html_file + ":" + s.html.image_positions()[i];
+            if (it == t.images.end())
+                fail(at.offset, field, where + ": {{img:" + names[i] + "}}: no image \"" + names[i] +
+                                           "\" in this tenant's images");
+            if (s.images == image_mode::link && it->url.empty())
+                fail(at.offset, field, where + ": {{img:" + names[i] + "}}: image_mode is link, but image \"" +
+                                           names[i] + "\" has no url");
+            s.image_index.push_back(static_cast<std::size_t>(it - t.images.begin()));
+        }
     }
 
     std::shared_ptr<snapshot> run() const {
@@ -542,71 +624,6 @@ const template_set* tenant::find_template(std::string_view name) const noexcept 
     for (const auto& s : templates)
         if (s.name == name) return &s;
     return nullptr;
-}
-
-signature::recipients_scope classify_recipients(const tenant& t,
-                                                std::span<const std::string> recipients) {
-    for (const auto& r : recipients)
-        if (r.find('@') == std::string::npos || !t.owns_domain(signature::domain_of(r)))
-            return signature::recipients_scope::external;
-    return signature::recipients_scope::internal;
-}
-
-decision decide(const tenant& t, std::string_view sender, std::span<const std::string> recipients,
-                std::string_view subject, signature::date today) {
-    decision d;
-    if (sender.empty()) {
-        d.kind = verdict::no_signature;
-        d.reason = "null sender";
-        return d;
-    }
-    auto user = t.directory.find(sender);
-    if (!user) {
-        d.kind = verdict::unknown_sender;
-        d.reason = "sender not in the directory";
-        return d;
-    }
-    signature::message_facts facts{sender, classify_recipients(t, recipients), subject, today};
-    auto idx = signature::first_match(t.rules, facts, t.directory, *user);
-    if (!idx) {
-        d.kind = verdict::no_signature;
-        d.reason = "no rule matched";
-        return d;
-    }
-    d.rule = *idx;
-    const signature::rule& r = t.rules[*idx];
-    if (!r.template_index) {
-        d.kind = verdict::no_signature;
-        d.reason = "rules[" + std::to_string(*idx) + "]: template null";
-        return d;
-    }
-    const template_set& s = t.templates[*r.template_index];
-    d.kind = verdict::signature;
-    d.template_name = s.name;
-    d.reason = "rules[" + std::to_string(*idx) + "]: template " + s.name;
-    d.signature.html.reserve(s.html.literal_size() + 256);
-    d.signature.text.reserve(s.text.literal_size() + 128);
-    s.html_binding.render(s.html, t.directory, *user, d.signature.html);
-    s.text_binding.render(s.text, t.directory, *user, d.signature.text);
-    d.signature.where = s.where;
-    return d;
-}
-
-std::string marker_id(std::string_view sender) {
-    std::uint64_t h = 0xcbf29ce484222325ull;
-    for (char ch : sender) {
-        auto c = static_cast<unsigned char>(ch);
-        if (c >= 'A' && c <= 'Z') c = static_cast<unsigned char>(c + 32);
-        h ^= c;
-        h *= 0x100000001b3ull;
-    }
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out(16, '0');
-    for (int i = 15; i >= 0; --i) {
-        out[static_cast<std::size_t>(i)] = hex[h & 0xf];
-        h >>= 4;
-    }
-    return out;
 }
 
 tls::client_options tls_client_options(const tenant& t) {

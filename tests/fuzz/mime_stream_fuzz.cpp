@@ -23,6 +23,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     sig.html = "<p>Jos\xc3\xa9 \xe2\x80\x94 FUZZSIG</p>";
     sig.text = "Jos\xc3\xa9 \xe2\x80\x94\nFUZZSIG Example Corp";
     sig.where = (data[0] & 1) ? placement::below_reply : placement::bottom;
+    // Half the inputs embed an image: the multipart/related edits get fuzzed too.
+    if (data[0] & 16) {
+        sig.html += "<img src=\"cid:logo.F@fuzz\">";
+        sig.images.push_back({"logo.F@fuzz", "image/png", "logo.png", "iVBORw0KGgo=\r\n"});
+    }
     inject_options opts;
     opts.processed_header_name = "X-Processed";
     opts.processed_header_value = "true";

@@ -51,6 +51,7 @@ def tenants_file(d, sink_port, contoso_port=None, **fabrikam_extra):
         "certificate_domain": FABRIKAM_CERT,
         "client_cert": cert("S5HG3DCG14.pem"), "client_key": cert("S5HG3DCG14.key"),
         "processed_header": {"name": "SignatureContoso", "value": "true"},
+        "images": {"logo": {"file": "fabrikam/logo.png", "url": "https://cdn.fabrikam.example/logo.png"}},
         "templates": {"default": {"html_file": "fabrikam/default.html", "text_file": "fabrikam/default.txt",
                                   "placement": "below_reply"}},
         "rules": [{"when": {"subject_contains": "[nosig]"}, "template": None}, {"template": "default"}],

@@ -6,6 +6,7 @@
 #include <sigrelay/text.hpp>
 #include <sigrelay/tenants.hpp>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -33,7 +34,8 @@ constexpr int ex_config = 78;
 
 const char* const usage_text =
     "usage: sigrelay-inject --tenants FILE --from ADDR [--to ADDR]... [--xoorg DOMAIN]\n"
-    "                       [--date YYYY-MM-DD] [--out FILE] [MESSAGE]\n"
+    "                       [--date YYYY-MM-DD] [--queue-id ID] [--show-decision]\n"
+    "                       [--out FILE] [MESSAGE]\n"
     "       sigrelay-inject --tenants FILE --check\n"
     "\n"
     "Reads MESSAGE (or stdin; LF or CRLF line ends), finds the tenant from --xoorg or the\n"
@@ -41,6 +43,10 @@ const char* const usage_text =
     "default today, UTC), injects the signature and writes the message with CRLF line\n"
     "ends to stdout or --out. The Subject for \"subject_contains\" comes from the message.\n"
     "Without --to, \"recipients\" rules see no recipients (internal).\n"
+    "--show-decision first prints the tenant, the recipient group, the rule that matched\n"
+    "and why, the template, placement and image mode, then a line \"--\", then the message.\n"
+    "--queue-id names the message in Received: and in embedded images' Content-IDs\n"
+    "(default: inject-PID-TIME, unique per run).\n"
     "Exit: 0 signed or stamped, 64 usage, 65 unknown sender (no tenant), 66 unreadable\n"
     "message, 78 bad tenants file.\n";
 
@@ -64,10 +70,65 @@ bool read_all(int fd, std::string& out) {
 }
 
 
+std::string join(const std::vector<std::string>& v, std::string_view sep) {
+    std::string out;
+    for (const auto& s : v) out += (out.empty() ? "" : std::string(sep)) + s;
+    return out;
+}
+
+// The decision as an administrator reads it (--show-decision).
+std::string describe(const sigrelay::tenants::tenant& t, const sigrelay::tenants::decision& d,
+                     const sigrelay::mime::injection& inj, std::string_view from,
+                     const std::vector<std::string>& to) {
+    namespace tn = sigrelay::tenants;
+    std::string out;
+    auto line = [&](std::string_view k, const std::string& v) {
+        out += std::string(k) + ":" + std::string(k.size() < 11 ? 11 - k.size() : 1, ' ') + v + "\n";
+    };
+    line("tenant", t.id + " (" + join(t.domains, ", ") + ")");
+    std::string who = std::string(from);
+    if (auto u = t.directory.find(from)) {
+        auto name = t.directory.get(*u, "display_name");
+        who += name.empty() ? " (in the directory)" : " (" + std::string(name) + ")";
+    } else if (!from.empty()) {
+        who += " (not in the directory)";
+    }
+    line("sender", who);
+    line("recipients", std::string(tn::scope_name(d.group)) + (to.empty() ? " (none given)" : " (" + join(to, ", ") + ")") +
+                           (t.split_recipients ? "; one group per transaction" : ""));
+    if (d.rule)
+        line("rule", "rules[" + std::to_string(*d.rule) + "] when " + tn::describe_conditions(t.rules[*d.rule]));
+    else
+        line("rule", "none (" + d.reason + ")");
+    if (const tn::template_set* s = d.template_name.empty() ? nullptr : t.find_template(d.template_name)) {
+        line("template", s->name + " (" + s->html_file + ", " + s->text_file + ")");
+        line("placement", s->where == sigrelay::mime::placement::bottom ? "bottom" : "below_reply");
+        if (s->image_index.empty()) {
+            line("images", "none");
+        } else {
+            std::vector<std::string> names;
+            for (auto i : s->image_index) {
+                const tn::image& im = t.images[i];
+                names.push_back(im.name + " (" + im.content_type + ", " + std::to_string(im.size) + " bytes" +
+                                (s->images == tn::image_mode::link ? ", " + im.url : std::string()) + ")");
+            }
+            line("images", std::string(tn::image_mode_name(s->images)) + ": " + join(names, ", "));
+        }
+    } else {
+        line("template", "none");
+    }
+    const char* o = inj.result == sigrelay::mime::outcome::signed_message ? "signed"
+                    : inj.result == sigrelay::mime::outcome::stamped_only ? "stamped only"
+                                                                          : "untouched (already processed)";
+    line("outcome", std::string(o) + (inj.reason.empty() ? "" : " (" + inj.reason + ")"));
+    return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string tenants_file, from, out_file, message_file, xoorg, date_text;
+    std::string tenants_file, from, out_file, message_file, xoorg, date_text, queue_id;
+    bool show_decision = false;
     std::vector<std::string> to;
     bool check = false;
     bool have_from = false;
@@ -96,6 +157,13 @@ int main(int argc, char** argv) {
             if (!value(xoorg)) return usage("--xoorg needs a domain");
         } else if (a == "--date") {
             if (!value(date_text)) return usage("--date needs YYYY-MM-DD");
+        } else if (a == "--queue-id") {
+            if (!value(queue_id) || queue_id.empty()) return usage("--queue-id needs an id");
+            for (char c : queue_id)
+                if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_')
+                    return usage("--queue-id: use letters, digits, '-', '.' or '_'");
+        } else if (a == "--show-decision") {
+            show_decision = true;
         } else if (a == "--check") {
             check = true;
         } else if (a == "--help" || a == "-h") {
@@ -164,7 +232,9 @@ int main(int argc, char** argv) {
     env.client_ip = "127.0.0.1";
     env.by_host = "localhost";
     env.protocol = "ESMTP";
-    env.queue_id = "inject";
+    env.queue_id = queue_id.empty() ? "inject-" + std::to_string(::getpid()) + "-" +
+                                          std::to_string(std::time(nullptr))
+                                    : queue_id;
     env.when = std::time(nullptr);
     auto signed_msg =
         sigrelay::relay::sign(*t, env, std::span<const char>(message.data(), message.size()), today);
@@ -185,6 +255,9 @@ int main(int argc, char** argv) {
     if (!injected->reason.empty()) std::cerr << " (" << injected->reason << ")";
     std::cerr << "\n";
 
+    if (show_decision) {
+        std::cout << describe(*t, decision, *injected, from, to) << "--\n";
+    }
     if (out_file.empty()) {
         std::cout.write(output.data(), static_cast<std::streamsize>(output.size()));
         std::cout.flush();

@@ -54,7 +54,14 @@ sed 's/^/   /' "$work/sink.json"
 echo "   $(ls "$work/received" | wc -l) messages saved in $work/received"
 
 echo "== one message as the smart host received it"
-printf 'From: Jane Doe <jane.doe@fabrikam.com>\r\nTo: bob@example.net\r\nSubject: Quarterly numbers\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHi Bob,\r\n\r\nthe numbers are attached.' >"$work/hello.eml"
+# Text and HTML, as Outlook sends: the HTML signature embeds Fabrikam's logo
+# (examples/tenants.json, "images"), so the message comes out with the HTML
+# in a multipart/related beside the image part.
+printf '%s\r\n' 'From: Jane Doe <jane.doe@fabrikam.com>' 'To: bob@example.net' 'Subject: Quarterly numbers' \
+  'MIME-Version: 1.0' 'Content-Type: multipart/alternative; boundary="qs"' '' \
+  '--qs' 'Content-Type: text/plain; charset=utf-8' '' 'Hi Bob,' '' 'the numbers are attached.' \
+  '--qs' 'Content-Type: text/html; charset=utf-8' '' '<html><body><p>Hi Bob,</p><p>the numbers are attached.</p></body></html>' \
+  '--qs--' >"$work/hello.eml"
 build-release/tools/smarthost-sink/smarthost-sink --listen 127.0.0.1:$sink_port --quiet \
   --tls-cert certs/smarthost.pem --tls-key certs/smarthost.key \
   --require-client-cert S5HG3DCG14.smtp.contososignatureservice.com --client-ca certs/ca.pem \

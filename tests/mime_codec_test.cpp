@@ -213,3 +213,56 @@ TEST_CASE("UTF-8 to a charset with numeric character references") {
     CHECK(jp == "\x1b$BF|\x1b(B&#233;");
     CHECK_FALSE(utf8_to_charset_ncr("x-unknown", "a").has_value());
 }
+
+namespace {
+// The encoder's rules byte by byte, as a reference for its fast path:
+// literal printable ASCII, '=' and 8-bit escaped, whitespace escaped before a
+// line end, soft breaks keeping lines at 76 characters.
+std::string reference_qp(std::string_view in) {
+    static const char hex[] = "0123456789ABCDEF";
+    std::string o;
+    std::size_t col = 0;
+    const std::size_t n = in.size();
+    auto crlf_at = [&](std::size_t k) { return k + 1 < n && in[k] == '\r' && in[k + 1] == '\n'; };
+    for (std::size_t i = 0; i < n;) {
+        const auto c = static_cast<unsigned char>(in[i]);
+        if (crlf_at(i)) {
+            o += "\r\n";
+            col = 0;
+            i += 2;
+            continue;
+        }
+        const bool last = i + 1 == n || crlf_at(i + 1);
+        bool literal = c >= 33 && c <= 126 && c != '=';
+        if (c == ' ' || c == '\t') literal = !last;
+        const std::size_t width = literal ? 1 : 3;
+        if (col + width > (last ? 76u : 75u)) {
+            o += "=\r\n";
+            col = 0;
+        }
+        if (literal) o += static_cast<char>(c);
+        else (o += '=') += hex[c >> 4], o += hex[c & 15];
+        col += width;
+        ++i;
+    }
+    return o;
+}
+}  // namespace
+
+TEST_CASE("qp_encode: the fast path writes what the byte rules say") {
+    std::mt19937 rng(7);
+    const std::string alphabet = std::string("abc  \t\t=\r\n\r\n\x80\xff.XYZ0123456789", 28);
+    for (int t = 0; t < 20000; ++t) {
+        const std::size_t n = rng() % 300;
+        const bool words = rng() % 2;
+        std::string in;
+        for (std::size_t i = 0; i < n; ++i)
+            in.push_back(words && rng() % 4 ? static_cast<char>('a' + rng() % 26) : alphabet[rng() % alphabet.size()]);
+        std::string got;
+        qp_encode(in, got);
+        REQUIRE(got == reference_qp(in));
+        std::string back;
+        qp_decode(got, back);
+        REQUIRE(back == in);
+    }
+}

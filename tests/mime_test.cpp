@@ -933,3 +933,29 @@ TEST_CASE("placement helpers") {
     std::string jp = "\x1b$B</body>\x1b(B</body>";  // the first is inside a two-byte run
     CHECK(html_bottom_offset(ascii_search_view(jp)) == 13);
 }
+
+TEST_CASE("allow_8bit: a 7bit ASCII part takes a UTF-8 signature as 8bit, its bytes as they were") {
+    const std::string body = "Hello Bob, a line with = and trailing spaces   \r\nand more.\r\n";
+    const std::string msg = "From: a@contoso.example\r\nMIME-Version: 1.0\r\n"
+                            "Content-Type: text/plain; charset=us-ascii\r\n\r\n" + body;
+    inject_options o = opts();
+    o.allow_8bit = true;
+    auto r = run(msg, utf8_sig(), o);
+    CHECK(r.inj.result == outcome::signed_message);
+    auto ps = parts_of(r.out);
+    CHECK(ps[0].cte == "8bit");
+    CHECK(*ps[0].param("charset") == "utf-8");
+    // The body is the input's, byte for byte, with the signature after it.
+    CHECK(r.out.find(body + "-- \r\nJos\xc3\xa9 \xe2\x80\x94\r\nSIGTOKEN-42") != std::string::npos);
+    // The body goes out as a slice of the input: not decoded, copied or encoded.
+    const std::size_t at = msg.find(body);
+    bool sliced = false;
+    for (const auto& s : r.inj.slices)
+        sliced = sliced || (s.from_input && s.offset <= at && s.offset + s.length >= at + body.size());
+    CHECK(sliced);
+
+    // Without 8BITMIME on the way out the whole part becomes quoted-printable.
+    auto q = run(msg, utf8_sig());
+    CHECK(parts_of(q.out)[0].cte == "quoted-printable");
+    CHECK(decoded(q.out, 0) == decoded(r.out, 0));
+}

@@ -60,6 +60,11 @@ struct inject_options {
     // The part to sign (with the headers on the way to it) is held in memory
     // until it ends; a larger one is relayed stamped only.
     std::size_t max_signed_bytes = 8u << 20;
+    // The way out carries 8-bit content (the smart host offers 8BITMIME and
+    // gets BODY=8BITMIME): a 7bit text part that must take 8-bit signature
+    // text is relabelled 8bit and keeps its bytes, instead of being re-encoded
+    // whole as quoted-printable.
+    bool allow_8bit = false;
 };
 
 enum class outcome {

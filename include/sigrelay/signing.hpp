@@ -39,8 +39,10 @@ struct signed_message {
 // carries the processed header. `t` and `env` must outlive the signer.
 class message_signer {
 public:
+    // `allow_8bit`: the smart host takes 8BITMIME (mime::inject_options::allow_8bit).
     message_signer(const tenants::tenant& t, const envelope& env, signature::date today,
-                   std::size_t max_signed_bytes = mime::inject_options{}.max_signed_bytes);
+                   std::size_t max_signed_bytes = mime::inject_options{}.max_signed_bytes,
+                   bool allow_8bit = false);
     message_signer(const message_signer&) = delete;
     message_signer& operator=(const message_signer&) = delete;
 
@@ -67,7 +69,8 @@ private:
 
 // Runs one whole message (CRLF line ends) through a message_signer.
 result<signed_message> sign(const tenants::tenant& t, const envelope& env,
-                            std::span<const char> message, signature::date today);
+                            std::span<const char> message, signature::date today,
+                            bool allow_8bit = false);
 
 signature::date today_utc();
 

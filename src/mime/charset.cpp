@@ -9,26 +9,81 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <utility>
+#include <vector>
 
 namespace sigrelay::mime {
 namespace {
 
+// iconv descriptors kept per thread (each shard is one thread): every
+// iconv_open takes glibc's global gconv lock and loads tables, which under
+// load cost more than the conversions themselves. A handle borrows a cached
+// descriptor, reset to its initial state, or opens one (and caches it).
 class iconv_handle {
 public:
-    iconv_handle(const std::string& to, const std::string& from)
-        : cd_(iconv_open(to.c_str(), from.c_str())) {}
-    ~iconv_handle() {
-        if (ok()) iconv_close(cd_);
-    }
+    iconv_handle(const std::string& to, const std::string& from) : cd_(acquire(to, from)) {}
     iconv_handle(const iconv_handle&) = delete;
     iconv_handle& operator=(const iconv_handle&) = delete;
-    bool ok() const noexcept { return cd_ != reinterpret_cast<iconv_t>(-1); }
+    bool ok() const noexcept { return cd_ != bad(); }
     iconv_t get() const noexcept { return cd_; }
 
 private:
+    static iconv_t bad() noexcept { return reinterpret_cast<iconv_t>(-1); }
+
+    struct entry {
+        std::string to, from;
+        iconv_t cd;
+        std::uint64_t used;
+    };
+    struct cache {
+        std::vector<entry> entries;
+        std::uint64_t clock = 0;
+        ~cache() {
+            for (auto& e : entries)
+                if (e.cd != bad()) iconv_close(e.cd);
+        }
+    };
+
+    static iconv_t acquire(const std::string& to, const std::string& from) {
+        static thread_local cache c;
+        constexpr std::size_t kMax = 32;  // charsets a shard sees at once are few
+        for (auto& e : c.entries)
+            if (e.to == to && e.from == from) {
+                e.used = ++c.clock;
+                if (e.cd != bad()) iconv(e.cd, nullptr, nullptr, nullptr, nullptr);  // initial state
+                return e.cd;
+            }
+        iconv_t cd = iconv_open(to.c_str(), from.c_str());  // failures are cached too
+        if (c.entries.size() >= kMax) {
+            auto oldest = std::min_element(c.entries.begin(), c.entries.end(),
+                                           [](const entry& a, const entry& b) { return a.used < b.used; });
+            if (oldest->cd != bad()) iconv_close(oldest->cd);
+            c.entries.erase(oldest);
+        }
+        c.entries.push_back({to, from, cd, ++c.clock});
+        return cd;
+    }
+
     iconv_t cd_;
 };
+
+}  // namespace
+
+bool all_ascii(std::string_view s) noexcept {
+    const char* p = s.data();
+    std::size_t n = s.size();
+    std::uint64_t acc = 0;
+    for (; n >= 8; p += 8, n -= 8) {
+        std::uint64_t w;
+        std::memcpy(&w, p, 8);
+        acc |= w;
+    }
+    for (; n > 0; ++p, --n) acc |= static_cast<unsigned char>(*p);
+    return (acc & 0x8080808080808080ull) == 0;
+}
+
+namespace {
 
 // Converts `in`, appending to `out`. Returns false at an invalid or
 // unconvertible sequence, leaving `consumed` at its offset.
@@ -179,13 +234,11 @@ std::optional<std::string> convert(std::string_view from_label, std::string_view
                                    std::string_view bytes) {
     std::string from = iconv_name(from_label, false), to = iconv_name(to_label, true);
     if (from.empty() || to.empty()) return std::nullopt;
-    if (from == to && (from == "UTF-8" || from == "ASCII")) {
-        // Same charset: only validate.
-        if (from == "ASCII") {
-            for (char c : bytes)
-                if (static_cast<unsigned char>(c) >= 0x80) return std::nullopt;
-            return std::string(bytes);
-        }
+    // ASCII is UTF-8 already: only validate (the common case: a us-ascii
+    // body relabelled to take a signature with non-ASCII characters).
+    if (from == "ASCII" && (to == "ASCII" || to == "UTF-8")) {
+        if (!all_ascii(bytes)) return std::nullopt;
+        return std::string(bytes);
     }
     iconv_handle cd(to, from);
     if (!cd.ok()) return std::nullopt;
@@ -200,6 +253,7 @@ std::optional<std::string> convert(std::string_view from_label, std::string_view
 std::optional<std::string> to_utf8_lossy(std::string_view from_label, std::string_view bytes) {
     std::string from = iconv_name(from_label, false);
     if (from.empty()) return std::nullopt;
+    if (from == "ASCII" && all_ascii(bytes)) return std::string(bytes);
     iconv_handle cd("UTF-8", from);
     if (!cd.ok()) return std::nullopt;
     std::string out;

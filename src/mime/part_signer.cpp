@@ -291,6 +291,7 @@ private:
         std::string ins;       // the block in the part's charset
         std::string new_body;  // whole decoded body when the charset changes
         bool to_utf8 = false;
+        bool relabel = false;  // the part becomes UTF-8 with its bytes as they are
         if (html) {
             if (charset.empty() || !known_charset)
                 ins = utf8_to_ascii_ncr(block);  // safe in any ASCII-compatible charset
@@ -300,6 +301,11 @@ private:
             ins = block;
         } else if (auto c = convert("utf-8", charset, block)) {
             ins = std::move(*c);
+        } else if (is_ascii_label(charset) && all_ascii(decoded)) {
+            // An ASCII body is UTF-8 already: relabelled, it only takes the
+            // block; nothing of it is converted or copied.
+            ins = block;
+            relabel = true;
         } else {
             // The charset cannot hold the signature: the part becomes UTF-8.
             auto a = convert(charset, "utf-8", decoded.substr(0, off));
@@ -324,9 +330,15 @@ private:
         std::string encoded;
         bool replace_body = true;
         bool switch_to_qp = false;
+        bool switch_to_8bit = false;
         if (kind == cte_kind::seven || kind == cte_kind::eight || kind == cte_kind::binary) {
             std::string_view check = to_utf8 ? std::string_view(new_body) : std::string_view(ins);
-            bool needs_qp = has_bad_control(check) || (kind == cte_kind::seven && has_8bit(check));
+            // 8-bit text in a 7bit part: quoted-printable, unless the smart
+            // host takes 8BITMIME (opts_.allow_8bit), when the part is
+            // relabelled 8bit instead and keeps its bytes (RFC 6152).
+            const bool eight_bit = kind == cte_kind::seven && has_8bit(check);
+            bool needs_qp = has_bad_control(check) || (eight_bit && !opts_.allow_8bit);
+            if (eight_bit && !needs_qp) switch_to_8bit = true;
             if (!to_utf8 && !needs_qp) {
                 // Lines around the insertion point stay within 998 octets?
                 std::size_t ls = decoded.rfind('\n', off == 0 ? 0 : off - 1);
@@ -341,6 +353,7 @@ private:
                 needs_qp = max_line_length(new_body) > kMaxLine;
             }
             if (needs_qp) {
+                switch_to_8bit = false;
                 if (!to_utf8) {
                     new_body.assign(decoded.substr(0, off));
                     new_body += ins;
@@ -375,9 +388,10 @@ private:
             if (collides(encoded, delims)) return fail("signature collides with a boundary");
             edits_.push_back({p.body_begin, p.body_end, 10, std::move(encoded)});
         }
-        if (to_utf8 && !set_charset_utf8(i))
+        if ((to_utf8 || relabel) && !set_charset_utf8(i))
             return fail("cannot relabel the Content-Type as UTF-8");
         if (switch_to_qp) set_cte(i, "quoted-printable");
+        else if (switch_to_8bit) set_cte(i, "8bit");
         kinds_.push_back(p.type + "/" + p.subtype);
         if (html && !sig_.html.empty()) signed_html_.push_back(static_cast<int>(i));
         return true;

@@ -4,6 +4,8 @@
 
 #include "text_util.hpp"
 
+#include <cstring>
+
 #include <algorithm>
 
 namespace sigrelay::mime {
@@ -100,6 +102,25 @@ bool text_has_signature(std::string_view text, std::string_view signature) {
         std::string_view s = trim(signature);
         return text.find(s) != std::string_view::npos;
     }
+    // Most messages do not hold the signature: a word of it that re-wrapping
+    // and quoting cannot break (no blank inside, not so long that a client
+    // would hard-wrap it) is looked for first, with memmem, in the text as
+    // it is; only when it is there is the text normalised and searched.
+    std::string_view probe;
+    for (const auto& l : split_lines(signature)) {
+        std::string_view t = l.text;
+        std::size_t k = 0;
+        while (k < t.size()) {
+            while (k < t.size() && (t[k] == ' ' || t[k] == '\t' || t[k] == '>' || t[k] == '\r')) ++k;
+            std::size_t e = k;
+            while (e < t.size() && t[e] != ' ' && t[e] != '\t' && t[e] != '\r') ++e;
+            std::string_view w = t.substr(k, e - k);
+            if (w.size() <= 40 && w.size() > probe.size()) probe = w;
+            k = e;
+        }
+    }
+    if (probe.size() >= 4 && memmem(text.data(), text.size(), probe.data(), probe.size()) == nullptr)
+        return false;
     return normalise(text).find(sig) != std::string::npos;
 }
 

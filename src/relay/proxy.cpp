@@ -112,9 +112,8 @@ public:
         }
         env_ = envelope{};
         env_.sender = cmd.reverse_path;
-        params_.clear();
-        if (cmd.body_8bitmime) params_ = "BODY=8BITMIME";
-        if (cmd.smtputf8) params_ += params_.empty() ? "SMTPUTF8" : " SMTPUTF8";
+        client_8bit_ = cmd.body_8bitmime;
+        client_smtputf8_ = cmd.smtputf8;
         // SIZE is not forwarded: the signature adds bytes (docs/behaviour.md, SMTP server rules).
         started_ = std::chrono::steady_clock::now();
         ++sh_.counters().transactions;
@@ -287,6 +286,15 @@ private:
             lease_ = std::move(o.channel);
             lease_.set_events(this);
             txn_ = txn::open;
+            // A smart host that takes 8BITMIME gets BODY=8BITMIME on every
+            // message (RFC 6152 allows it for 7-bit content too), so that a
+            // signature with non-ASCII text never forces a whole 7bit part
+            // into quoted-printable (docs/behaviour.md, Encodings and charsets).
+            const smtp::server_capabilities* caps = lease_.capabilities();
+            eight_bit_out_ = caps != nullptr && caps->eightbitmime;
+            params_.clear();
+            if (client_8bit_ || eight_bit_out_) params_ = "BODY=8BITMIME";
+            if (client_smtputf8_) params_ += params_.empty() ? "SMTPUTF8" : " SMTPUTF8";
             // MAIL and every RCPT the client pipelined meanwhile go as one
             // group (RFC 2920): one round trip, whatever the recipient count.
             lease_.mail(env_.sender, params_);
@@ -351,7 +359,7 @@ private:
         queue_id_ = sh_.next_queue_id();
         env_.queue_id = queue_id_;
         env_.when = std::time(nullptr);
-        signer_.emplace(*tenant_, env_, today_utc(), sh_.options().max_signed_part);
+        signer_.emplace(*tenant_, env_, today_utc(), sh_.options().max_signed_part, eight_bit_out_);
         state_ = msg::streaming;
         return true;
     }
@@ -527,6 +535,8 @@ private:
     msg state_ = msg::none;
     envelope env_;
     std::string params_;
+    bool client_8bit_ = false, client_smtputf8_ = false;
+    bool eight_bit_out_ = false;  // this transaction's smart host takes 8BITMIME
     struct pending_rcpt {
         std::string path;
         signature::recipients_scope group;

@@ -15,8 +15,9 @@ signature::date today_utc() {
 namespace {
 
 mime::inject_options options_for(const tenants::tenant& t, const envelope& env,
-                                 std::size_t max_signed_bytes) {
+                                 std::size_t max_signed_bytes, bool allow_8bit) {
     mime::inject_options opts;
+    opts.allow_8bit = allow_8bit;
     opts.processed_header_name = t.processed_header.name;
     opts.processed_header_value = t.processed_header.value;
     opts.sender = env.sender;
@@ -41,11 +42,11 @@ mime::inject_options options_for(const tenants::tenant& t, const envelope& env,
 }  // namespace
 
 message_signer::message_signer(const tenants::tenant& t, const envelope& env, signature::date today,
-                               std::size_t max_signed_bytes)
+                               std::size_t max_signed_bytes, bool allow_8bit)
     : tenant_(t),
       env_(env),
       today_(today),
-      opts_(options_for(t, env, max_signed_bytes)),
+      opts_(options_for(t, env, max_signed_bytes, allow_8bit)),
       injector_(opts_, [this](const mime::part& root) -> const mime::rendered_signature* {
           const mime::header_field* f = root.field("Subject");
           const std::string subject = f ? tenants::decode_subject(f->value) : std::string();
@@ -57,9 +58,9 @@ message_signer::message_signer(const tenants::tenant& t, const envelope& env, si
       }) {}
 
 result<signed_message> sign(const tenants::tenant& t, const envelope& env,
-                            std::span<const char> message, signature::date today) {
-    SIGRELAY_TRY(mime::check_options(options_for(t, env, 0)));
-    message_signer s(t, env, today);
+                            std::span<const char> message, signature::date today, bool allow_8bit) {
+    SIGRELAY_TRY(mime::check_options(options_for(t, env, 0, false)));
+    message_signer s(t, env, today, mime::inject_options{}.max_signed_bytes, allow_8bit);
     signed_message out;
     std::vector<mime::output_piece> pieces;
     s.feed(message, pieces);

@@ -14,6 +14,8 @@ namespace sigrelay::mime {
 std::string iconv_name(std::string_view label, bool for_encoding = false);
 bool is_utf8_label(std::string_view label) noexcept;
 bool is_ascii_label(std::string_view label) noexcept;  // us-ascii and aliases
+// Every byte below 0x80 (8 bytes at a time).
+bool all_ascii(std::string_view bytes) noexcept;
 // ISO-2022-*: bytes below 0x80 are not always ASCII (RFC 1468).
 bool is_stateful_label(std::string_view label) noexcept;
 // UTF-16/32, UCS-2/4, UTF-7 (also as iconv reads the label: "utf-[7"), and any

@@ -3,7 +3,7 @@
 checks the injector's output with Python's own email parser (standard library
 only), against the rules of docs/behaviour.md ("Signature injection").
 
-usage: mime_corpus_check.py DRIVER DIR [--generate [--certs CERTS]] [--optional]
+usage: mime_corpus_check.py DRIVER DIR [--generate [--certs CERTS]] [--optional] [--image PNG]
 
   DIR          the folder of .eml files (searched recursively)
   --generate   first write the project's fixtures into DIR with
@@ -13,6 +13,9 @@ usage: mime_corpus_check.py DRIVER DIR [--generate [--certs CERTS]] [--optional]
   --optional   for the shared corpus, which a fresh clone does not have: DIR
                is $SIGRELAY_CORPUS when set, else the DIR given; when that
                folder does not exist the check is skipped (exit 77)
+  --image PNG  the driver's HTML signature shows PNG as
+               cid:logo.TEST@sigrelay.test and the injector embeds it
+               (docs/behaviour.md, Images); checked as below
 
 Without --optional a missing DIR is a failure, and SIGRELAY_CORPUS is not read.
 
@@ -40,9 +43,28 @@ Per file, for both placements (bottom, below_reply):
 - stamped: the output is the input plus exactly the two header fields;
 - untouched (the processed header is already there, the loop guard): the
   output is the input, byte for byte.
+
+With --image, additionally:
+- signed with the signature in an HTML part: the HTML block ends with the
+  driver's <img src="cid:logo.TEST@sigrelay.test" alt="logo">; exactly one
+  part has Content-ID <logo.TEST@sigrelay.test>: image/png, name and
+  Content-Disposition inline filename "logo.png", base64 in lines of at most
+  76 characters decoding to the PNG's bytes; the cid: in every signed HTML
+  part resolves to it; the reason ends in " with 1 image";
+- the tree is the input's with that one change: when the first signed HTML
+  part is the root of a multipart/related (itself, or through
+  multipart/alternative parents, Outlook's related{alternative{plain, html},
+  image...}), the image part right after that root; else a new
+  multipart/related (type="text/html", only a Content-Type field) in the
+  HTML part's place holding the HTML part and the image. For a whole-message
+  HTML part the message's MIME content fields move into the HTML part, in
+  order, and the others stay on top; every other leaf decodes as before;
+- signed text only, stamped, untouched: no such image part, no new
+  logo.TEST@sigrelay.test anywhere.
 """
 import argparse
 import codecs
+import copy
 import csv
 import email
 import email.errors
@@ -112,6 +134,19 @@ _TOKEN = r"[!#$%&'*+\-.^_`{|}~0-9A-Za-z]+"
 _CFWS = r'(?:\s|\([^()]*\))*'
 CONTENT_TYPE_RE = re.compile(_CFWS + _TOKEN + _CFWS + '/' + _CFWS + _TOKEN)
 B64_ALPHABET = re.compile(rb'[A-Za-z0-9+/=]*')
+
+# --image: what the driver puts in the HTML signature and the part it embeds.
+IMAGE_CID = 'logo.TEST@sigrelay.test'
+IMAGE_TAG = '<img src="cid:' + IMAGE_CID + '" alt="logo">'
+IMAGE_FILENAME = 'logo.png'
+HTML_BLOCK_IMAGE = re.compile(r'<div class="sigrelay-m-4c1d" data-sigrelay="m-4c1d">.*?' + TOKEN +
+                              r'</p>' + re.escape(IMAGE_TAG) + r'</div>', re.S)
+# The fields that move from a whole-message HTML part into the part below the
+# new multipart/related (src/mime/related_parts.cpp): RFC 2045 §9, RFC 2183,
+# RFC 3282, RFC 2557, RFC 1864.
+CONTENT_FIELDS = {'content-type', 'content-transfer-encoding', 'content-disposition',
+                  'content-description', 'content-id', 'content-language',
+                  'content-location', 'content-base', 'content-md5'}
 
 
 def crlf(data):
@@ -407,14 +442,14 @@ def html_bottom(orig):
     return len(orig)
 
 
-def insertions(text, orig, ctype):
+def insertions(text, orig, ctype, html_block=HTML_BLOCK):
     """(offset in orig, form) for every way `text` is `orig` with exactly one
     signature block inserted; form is 'bottom' or 'reply' for text/plain
     (the reply form leaves the "-- " separator out, RFC 3676 §4.3 readers
     would take the whole thread below it as signature), None for HTML."""
     out = []
     if ctype == 'text/html':
-        for m in HTML_BLOCK.finditer(text):
+        for m in html_block.finditer(text):
             if text[:m.start()] + text[m.end():] == orig:
                 out.append((m.start(), None))
         return out
@@ -459,7 +494,9 @@ def header_names(msg):
     return [(k.lower(), v) for k, v in msg.items()]
 
 
-def check_headers(inp, out, top_signed, processed_on_top=False):
+def check_headers(inp, out, top_signed, processed_on_top=False, moved=False):
+    """moved: the message was a text/html part that became the root of a new
+    multipart/related, its MIME content fields now in the HTML part."""
     errs = []
     names = header_names(out)
     if not names or names[0][0] != 'received' or 'corpus.test' not in names[0][1]:
@@ -475,6 +512,13 @@ def check_headers(inp, out, top_signed, processed_on_top=False):
     in_names = header_names(inp)
     in_set = {n for n, _ in in_names}
     addable = {'mime-version', 'content-transfer-encoding', 'content-type'}
+    if moved:
+        # One new Content-Type (the related) replaces the moved fields.
+        if [n for n, _ in rest].count('content-type') != 1:
+            errs.append('not one Content-Type on top of the new multipart/related')
+        in_names = [(n, v) for n, v in in_names if n not in CONTENT_FIELDS]
+        in_set = {n for n, _ in in_names}
+        addable = {'mime-version', 'content-type'}
     rest = [(n, v) for n, v in rest if not (n in addable and n not in in_set)]
     if [n for n, _ in rest] != [n for n, _ in in_names]:
         errs.append('header fields changed: %s' % [n for n, _ in rest])
@@ -484,6 +528,148 @@ def check_headers(inp, out, top_signed, processed_on_top=False):
                 errs.append('value of %s changed' % n)
     if inp.get_unixfrom() != out.get_unixfrom():
         errs.append('mbox From_ line changed')
+    return errs
+
+
+def check_moved_fields(inp, html_part):
+    """The whole-message HTML part's content fields, now the HTML part's own:
+    in their order, values unchanged but for the signer's Content-Type and
+    Content-Transfer-Encoding (which it may add at the end)."""
+    want = [(n, v) for n, v in header_names(inp) if n in CONTENT_FIELDS]
+    got = header_names(html_part)
+    if len(got) == len(want) + 1 and got[-1][0] == 'content-transfer-encoding' and \
+            'content-transfer-encoding' not in {n for n, _ in want}:
+        got = got[:-1]
+    if [n for n, _ in got] != [n for n, _ in want]:
+        return ['HTML part fields %s, expected the moved %s'
+                % ([n for n, _ in header_names(html_part)], [n for n, _ in want])]
+    return ['value of %s changed in the moved fields' % n for (n, v), (_, w) in zip(got, want)
+            if v != w and n not in ('content-type', 'content-transfer-encoding')]
+
+
+def related_root(p):
+    """Index of the root of multipart/related `p` (RFC 2387 §3.2), as select()."""
+    root = 0
+    start = p.get_param('start')
+    if start:
+        if isinstance(start, tuple):
+            start = email.utils.collapse_rfc2231_value(start)
+        start = start.strip()
+        for i, k in enumerate(p.get_payload()):
+            if (k.get('content-id') or '').strip() == start:
+                root = i
+    return root
+
+
+def image_plan(msg, html):
+    """Where the image goes for the first signed HTML part at path `html`:
+    ('insert', related path, index) when the HTML is the root of a
+    multipart/related, itself or through multipart/alternative parents; else
+    ('wrap', html): a new multipart/related takes the HTML part's place."""
+    c = html
+    while c:
+        parent = part_at(msg, c[:-1])
+        ct = parent.get_content_type()
+        if ct == 'multipart/related' and parent.is_multipart():
+            root = related_root(parent)
+            return ('insert', c[:-1], root + 1) if root == c[-1] else ('wrap', html)
+        if ct != 'multipart/alternative':
+            break
+        c = c[:-1]
+    return ('wrap', html)
+
+
+def map_path(pth, plan):
+    """The output path of the input part at `pth` (None plan: unchanged)."""
+    if plan is None:
+        return pth
+    if plan[0] == 'wrap':
+        return pth + (0,) if pth == plan[1] else pth
+    rel, k = plan[1], plan[2]
+    n = len(rel)
+    if len(pth) > n and pth[:n] == rel and pth[n] >= k:
+        return pth[:n] + (pth[n] + 1,) + pth[n + 1:]
+    return pth
+
+
+def image_path(plan):
+    return plan[1] + (1,) if plan[0] == 'wrap' else plan[1] + (plan[2],)
+
+
+def tree_with_image(t, plan):
+    """tree() of the input with the planned image part (and wrapper)."""
+    t = copy.deepcopy(t)
+    where = plan[1]
+    if plan[0] == 'wrap' and where == ():
+        return ['multipart/related', [t, ['image/png']]]
+    node = t
+    for i in where[:-1] if plan[0] == 'wrap' else where:
+        node = node[1][i]
+    if plan[0] == 'wrap':
+        node[1][where[-1]] = ['multipart/related', [node[1][where[-1]], ['image/png']]]
+    else:
+        node[1].insert(plan[2], ['image/png'])
+    return t
+
+
+def image_parts(msg):
+    """Every part (message/* attachments included) with the driver's Content-ID."""
+    return [p for p in msg.walk() if (p.get('content-id') or '').strip() == '<%s>' % IMAGE_CID]
+
+
+def check_image(out, plan, html_out_paths, png):
+    """The embedded image part and where it sits."""
+    errs = []
+    found = image_parts(out)
+    if len(found) != 1:
+        return ['%d parts with Content-ID <%s>, expected 1' % (len(found), IMAGE_CID)]
+    img = found[0]
+    at = image_path(plan)
+    if part_at(out, at) is not img:
+        errs.append('image part not at %s' % (at,))
+    if img.get_content_type() != 'image/png':
+        errs.append('image part is %s' % img.get_content_type())
+    if img.get_param('name') != IMAGE_FILENAME:
+        errs.append('image part name %r' % (img.get_param('name'),))
+    disp = (img.get('content-disposition') or '').split(';')[0].strip().lower()
+    if disp != 'inline' or img.get_param('filename', header='content-disposition') != IMAGE_FILENAME:
+        errs.append('image part disposition %r' % (img.get('content-disposition'),))
+    if cte(img) != 'base64':
+        errs.append('image part encoding %r' % (cte(img),))
+    raw = img.get_payload(decode=False)
+    if not isinstance(raw, str):
+        errs.append('image part is not a leaf')
+        return errs
+    lines = raw.rstrip('\r\n').split('\n')
+    if any(len(l.rstrip('\r')) > 76 for l in lines):
+        errs.append('image base64 line over 76 characters')
+    if not strict_base64(raw.encode('ascii', 'replace')):
+        errs.append('image part is not strict base64')
+    if img.get_payload(decode=True) != png:
+        errs.append('image part does not decode to the PNG\'s bytes')
+    # Beside the HTML: its parent is the multipart/related whose root is the
+    # first signed HTML part, or a multipart/alternative holding it.
+    rel = at[:-1]
+    related = part_at(out, rel)
+    if related.get_content_type() != 'multipart/related':
+        errs.append('image part in %s, not multipart/related' % related.get_content_type())
+    else:
+        c = html_out_paths[0]
+        while len(c) > len(rel) + 1 and part_at(out, c[:-1]).get_content_type() == \
+                'multipart/alternative':
+            c = c[:-1]
+        if c[:-1] != rel or related_root(related) != c[-1]:
+            errs.append('image part not in the multipart/related holding the HTML as its root')
+    if plan[0] == 'wrap':
+        if related.get_param('type') != 'text/html':
+            errs.append('new multipart/related type %r' % (related.get_param('type'),))
+        if rel != () and [n for n, _ in header_names(related)] != ['content-type']:
+            errs.append('new multipart/related has fields %s' % related.keys())
+    # RFC 2392: the cid: URL names the part with that Content-ID, message-wide.
+    for pth in html_out_paths:
+        refs = re.findall(r'cid:([^"\'\s>]+)', decoded_text(part_at(out, pth)))
+        if IMAGE_CID not in refs:
+            errs.append('no cid:%s in HTML part %s' % (IMAGE_CID, pth))
     return errs
 
 
@@ -499,10 +685,22 @@ def check_lines(inp_raw, out_raw):
     return errs
 
 
-def check_one(driver, path, rel, mode, spec):
-    """Errors for one file in one placement; spec: its manifest row or None."""
+def check_no_image(inp_raw, out_raw, out):
+    """Nothing of the image where no HTML part took the signature."""
+    errs = []
+    if image_parts(out):
+        errs.append('image part added')
+    if out_raw.count(IMAGE_CID.encode()) != inp_raw.count(IMAGE_CID.encode()):
+        errs.append('%s added' % IMAGE_CID)
+    return errs
+
+
+def check_one(driver, path, rel, mode, spec, png=None, png_path=None):
+    """Errors for one file in one placement; spec: its manifest row or None;
+    png: the image's bytes with --image (png_path: its file), else None."""
     inp_raw = crlf(open(path, 'rb').read())
-    r = subprocess.run([driver, path, mode], capture_output=True, timeout=60)
+    r = subprocess.run([driver, path, mode] + ([png_path] if png is not None else []),
+                       capture_output=True, timeout=60)
     if r.returncode != 0:
         return ['driver exit %d: %s' % (r.returncode, r.stderr.decode(errors='replace').strip())], '?'
     out_raw = r.stdout
@@ -522,16 +720,35 @@ def check_one(driver, path, rel, mode, spec):
     if outcome == 'untouched' or want == 'untouched':
         if out_raw != inp_raw:
             errs.append('untouched output is not the input')
+        if png is not None:
+            errs += check_no_image(inp_raw, out_raw, out)
         return errs, what
     errs += check_lines(inp_raw, out_raw)
-    if tree(inp) != tree(out):
-        errs.append('structure differs: %s != %s' % (tree(out), tree(inp)))
+    # --image: where the image part goes when an HTML part takes the signature.
+    html_paths = [p for p in paths if part_at(inp, p).get_content_type() == 'text/html'] \
+        if png is not None and outcome == 'signed' and outcome == want else []
+    plan = image_plan(inp, html_paths[0]) if html_paths else None
+    want_tree = tree_with_image(tree(inp), plan) if plan else tree(inp)
+    if want_tree != tree(out):
+        errs.append('structure differs: %s != %s' % (tree(out), want_tree))
         return errs, what
+    if png is not None:
+        if plan:
+            errs += check_image(out, plan, [map_path(p, plan) for p in html_paths], png)
+            if not reason.endswith(' with 1 image'):
+                errs.append('reason %r does not end in " with 1 image"' % reason)
+        else:
+            errs += check_no_image(inp_raw, out_raw, out)
+            if 'image' in reason:
+                errs.append('reason %r names an image' % reason)
     issue = KNOWN_ISSUES.get(rel, {})
+    moved = plan is not None and plan == ('wrap', ())
     # A header block over the limit has no end in sight when the stamp is
     # due: the processed header goes on top, right after Received.
     errs += check_headers(inp, out, outcome == 'signed' and () in paths,
-                          header_block_size(inp_raw) > MAX_HEADER_BYTES)
+                          header_block_size(inp_raw) > MAX_HEADER_BYTES, moved)
+    if moved:
+        errs += check_moved_fields(inp, part_at(out, (0,)))
 
     if outcome == 'stamped':
         # Only the two fields were added; everything else byte-exact.
@@ -547,7 +764,9 @@ def check_one(driver, path, rel, mode, spec):
     anchors = (spec or {}).get('below_reply') or {}
     anchors = dict(anchors, **issue.get('placement', {}))
     signed_paths = set(paths) if outcome == want else set()
-    for (pth, ip), (_, op) in zip(leaves(inp), leaves(out)):
+    html_block = HTML_BLOCK_IMAGE if png is not None else HTML_BLOCK
+    for pth, ip in leaves(inp):
+        op = part_at(out, map_path(pth, plan))
         if pth in signed_paths:
             ctype = op.get_content_type()
             text, orig = decoded_text(op), decoded_text(ip)
@@ -555,7 +774,7 @@ def check_one(driver, path, rel, mode, spec):
                 errs.append('token %d times in signed part %s' % (text.count(TOKEN), pth))
             if ctype == 'text/html' and len(MARKER_RE.findall(text)) != 1:
                 errs.append('marker missing in html part %s' % (pth,))
-            found = insertions(text, orig, ctype)
+            found = insertions(text, orig, ctype, html_block)
             if not found:
                 errs.append('signed part %s is not the original plus the signature' % (pth,))
             elif not placed(found, orig, ctype, mode, anchors.get(ctype), spec is not None):
@@ -611,11 +830,20 @@ def main():
     ap.add_argument('--optional', action='store_true')
     ap.add_argument('--generate', action='store_true')
     ap.add_argument('--certs')
+    ap.add_argument('--image', metavar='PNG')
     args = ap.parse_args()
     if args.optional and args.generate:
         ap.error('--optional is for the shared corpus, --generate for the fixtures')
     if args.certs and not args.generate:
         ap.error('--certs goes with --generate')
+    png = None
+    if args.image:
+        try:
+            with open(args.image, 'rb') as f:
+                png = f.read()
+        except OSError as exc:
+            print('cannot read the image: %s' % exc)
+            return 1
     corpus = args.dir
     if args.optional:
         corpus = os.environ.get('SIGRELAY_CORPUS') or corpus
@@ -659,7 +887,7 @@ def main():
             errs.append('not in MANIFEST.tsv')
         for mode in ('bottom', 'below_reply'):
             try:
-                e, what_mode = check_one(args.driver, path, rel, mode, spec)
+                e, what_mode = check_one(args.driver, path, rel, mode, spec, png, args.image)
             except Exception as exc:  # a crash in the checker is a failure too
                 e, what_mode = ['checker error: %r' % exc], '?'
             errs += ['[%s] %s' % (mode, x) for x in e]

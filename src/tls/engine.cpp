@@ -1,5 +1,6 @@
-// The memory-BIO TLS engine: ciphertext in through a read BIO, plaintext out
-// of SSL_read; SSL_write's records are drained from a write BIO into out_.
+// The TLS engine: ciphertext in through the engine's BIO (read in place from
+// the caller's bytes, io_bio.cpp), plaintext out of SSL_read; SSL_write's
+// records land in the BIO's output, taken by take_output().
 #include <sigrelay/tls.hpp>
 
 #include "internal.hpp"
@@ -26,17 +27,12 @@ result<SSL*> new_ssl(const context& ctx) {
     ERR_clear_error();
     SSL* ssl = SSL_new(ctx.native());
     if (ssl == nullptr) return make_error("tls: SSL_new: " + detail::take_errors("out of memory"));
-    BIO* rbio = BIO_new(BIO_s_mem());
-    BIO* wbio = BIO_new(BIO_s_mem());
-    if (rbio == nullptr || wbio == nullptr) {
-        BIO_free(rbio);
-        BIO_free(wbio);
+    BIO* bio = detail::new_io_bio();
+    if (bio == nullptr) {
         SSL_free(ssl);
         return make_error("tls: out of memory");
     }
-    // An empty read BIO means "no more yet" (WANT_READ), not end of stream.
-    BIO_set_mem_eof_return(rbio, -1);
-    SSL_set_bio(ssl, rbio, wbio);  // the SSL owns both now
+    SSL_set_bio(ssl, bio, bio);  // the SSL owns it now (one reference for both sides)
     return ssl;
 }
 
@@ -136,14 +132,14 @@ engine::~engine() {
 
 void engine::drain_output() {
     if (ssl_ == nullptr) return;
-    BIO* wbio = SSL_get_wbio(ssl_);
-    std::size_t pending = BIO_pending(wbio);
-    if (pending == 0) return;
-    std::size_t old = out_.size();
-    out_.resize(old + pending);
-    int got = BIO_read(wbio, out_.data() + old,
-                       static_cast<int>(std::min<std::size_t>(pending, INT_MAX)));
-    out_.resize(old + static_cast<std::size_t>(std::max(got, 0)));
+    std::string& written = detail::io_of(SSL_get_wbio(ssl_))->out;
+    if (written.empty()) return;
+    if (out_.empty()) {
+        out_.swap(written);  // no copy in the usual case
+    } else {
+        out_.append(written);
+        written.clear();
+    }
 }
 
 error engine::fail(std::string message) {
@@ -260,18 +256,14 @@ result<void> engine::feed(std::span<const char> cipher, std::string& plain) {
     if (ssl_ == nullptr) return make_error("tls: engine not initialised");
     if (state_ == state::failed) return make_error("tls: connection already failed");
     if (state_ == state::closed) return ok();  // nothing counts after close_notify
-    BIO* rbio = SSL_get_rbio(ssl_);
-    std::size_t off = 0;
-    do {
-        std::size_t n = std::min(io_chunk, cipher.size() - off);
-        if (n > 0 &&
-            BIO_write(rbio, cipher.data() + off, static_cast<int>(n)) != static_cast<int>(n))
-            return fail("tls: out of memory");
-        off += n;
-        SIGRELAY_TRY(pump(plain));
-        if (state_ == state::closed) break;
-    } while (off < cipher.size());
-    return ok();
+    detail::io_bio_data* io = detail::io_of(SSL_get_rbio(ssl_));
+    io->in = cipher.data();
+    io->in_left = cipher.size();
+    auto r = pump(plain);
+    if (r && state_ != state::closed) io->keep_unread();
+    io->in = nullptr;
+    io->in_left = 0;
+    return r;
 }
 
 result<void> engine::write(std::string_view plain) {
@@ -306,7 +298,7 @@ void engine::shutdown() {
 }
 
 bool engine::has_output() const noexcept {
-    return !out_.empty() || (ssl_ != nullptr && BIO_pending(SSL_get_wbio(ssl_)) > 0);
+    return !out_.empty() || (ssl_ != nullptr && !detail::io_of(SSL_get_wbio(ssl_))->out.empty());
 }
 
 void engine::take_output(std::string& out) {

@@ -4,6 +4,8 @@
 
 #include <openssl/ssl.h>
 
+#include <openssl/bio.h>
+
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -11,6 +13,23 @@
 #include <vector>
 
 namespace sigrelay::tls::detail {
+
+// The state behind the engine's BIO (io_bio.cpp): the ciphertext of the
+// current feed (read in place), a partial record kept from an earlier one,
+// and the records SSL wrote, waiting for take_output().
+struct io_bio_data {
+    const char* in = nullptr;
+    std::size_t in_left = 0;
+    std::string pending;
+    std::size_t pending_off = 0;
+    std::string out;
+    // After a feed: bytes SSL did not read yet are copied into `pending`,
+    // since the caller's buffer is gone by the next feed.
+    void keep_unread();
+};
+BIO* new_io_bio();  // owns its io_bio_data; nullptr when out of memory
+io_bio_data* io_of(BIO* b);
+
 
 // Client contexts keep at most this many resumable sessions (one per smart
 // host name); a shard talks to far fewer smart hosts than this.

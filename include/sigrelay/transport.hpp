@@ -90,6 +90,7 @@ private:
     bool tls_announced_ = false;
     std::string plain_;  // decrypted bytes awaiting delivery
     std::string out_;    // ciphertext awaiting send
+    void flush_staged();
     std::string staged_;  // plaintext gathered while corked
     unsigned corked_ = 0;
     void encrypt(std::string_view plain);

@@ -107,8 +107,12 @@ void session::arm_timers() {
 void session::on_plain(transport::stream&, std::span<const char> bytes) {
     if (in_content_) window_bytes_ += bytes.size();
     std::weak_ptr<void> alive = alive_;
+    // The replies to everything this input holds (a pipelined group) go out
+    // as one TLS record and one send.
+    stream_.cork();
     smtp_.feed(bytes);
     if (alive.expired()) return;
+    stream_.uncork();
     check_input_bound();
     arm_timers();
 }

@@ -39,10 +39,7 @@ void stream::write(std::string_view plain) {
 
 void stream::uncork() {
     if (corked_ == 0 || --corked_ > 0) return;
-    if (staged_.empty()) return;
-    std::string s = std::move(staged_);
-    staged_ = std::string();
-    encrypt(s);
+    flush_staged();
 }
 
 void stream::encrypt(std::string_view plain) {
@@ -58,7 +55,17 @@ void stream::encrypt(std::string_view plain) {
     flush_tls();
 }
 
+// What was written before TLS starts goes out in the clear (the 220 to
+// STARTTLS), even while corked.
+void stream::flush_staged() {
+    if (staged_.empty()) return;
+    std::string s = std::move(staged_);
+    staged_ = std::string();
+    encrypt(s);
+}
+
 result<void> stream::start_tls_server(const tls::context& ctx) {
+    flush_staged();
     auto e = tls::engine::server(ctx);
     if (!e) return e.err();
     tls_.emplace(std::move(e).value());
@@ -67,6 +74,7 @@ result<void> stream::start_tls_server(const tls::context& ctx) {
 
 result<void> stream::start_tls_client(const tls::context& ctx, std::string_view sni,
                                       std::string_view verify_name) {
+    flush_staged();
     auto e = tls::engine::client(ctx, sni, verify_name);
     if (!e) return e.err();
     tls_.emplace(std::move(e).value());
@@ -90,11 +98,7 @@ void stream::fail_tls(std::string why) {
 }
 
 void stream::close() {
-    if (!staged_.empty()) {
-        std::string s = std::move(staged_);
-        staged_ = std::string();
-        encrypt(s);
-    }
+    flush_staged();
     if (tls_ && tls_->current_state() == tls::state::open) {
         tls_->shutdown();
         flush_tls();

@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <thread>
 #include <vector>
 
 namespace sigrelay::runtime::detail {
@@ -170,6 +171,10 @@ struct reactor::impl {
     std::uint64_t wake_buf = 0;
     std::atomic<bool> wake_pending{false};
     mpsc_queue<std::function<void()>> posted;
+    // post() from the reactor's own thread: run between batches like the
+    // other deferred work, without the queue's atomics or an eventfd write.
+    std::vector<std::function<void()>> local_posted;
+    std::thread::id owner;  // the thread in run()
 
     std::vector<std::unique_ptr<detail::listener>> listeners;
     int accepts_in_flight = 0;

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 
 namespace sigrelay::runtime {
 
@@ -87,6 +88,10 @@ void reactor::impl::on_wakeup(int res) {
 }
 
 void reactor::post(std::function<void()> fn) {
+    if (std::this_thread::get_id() == impl_->owner) {
+        impl_->local_posted.push_back(std::move(fn));
+        return;
+    }
     impl_->posted.push(std::move(fn));
     if (!impl_->wake_pending.exchange(true, std::memory_order_seq_cst)) {
         std::uint64_t one = 1;
@@ -120,6 +125,13 @@ void reactor::impl::dispatch(std::uint64_t ud, int res, unsigned flags) {
 
 bool reactor::impl::run_deferred() {
     bool did = false;
+    if (!local_posted.empty()) {
+        std::vector<std::function<void()>> list;
+        list.swap(local_posted);
+        for (auto& fn : list)
+            if (fn) fn();
+        did = true;
+    }
     if (!starved.empty()) {
         // Every buffer handed out in the last batch has been given back by
         // now: connections that hit -ENOBUFS can read again.
@@ -185,6 +197,7 @@ void reactor::run() {
         im.enabled = true;
     }
 
+    im.owner = std::this_thread::get_id();
     constexpr unsigned batch = 128;
     io_uring_cqe* cqes[batch];
     struct completion {

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -138,16 +139,39 @@ void shard_group::block_signals() {
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-int shard_group::run_until_signal(std::function<void()> on_hup) {
+int shard_group::run_until_signal(std::function<void()> on_hup, std::function<void()> on_stop,
+                                  std::function<void()> periodic, std::chrono::milliseconds interval) {
+    using clock = std::chrono::steady_clock;
     block_signals();
     sigset_t set = handled_signals();
+    const bool timed = periodic && interval.count() > 0;
+    clock::time_point due = clock::now() + interval;
     for (;;) {
         int sig = 0;
-        if (sigwait(&set, &sig) != 0) continue;
+        if (!timed) {
+            if (sigwait(&set, &sig) != 0) continue;
+        } else {
+            const clock::time_point now = clock::now();
+            if (now >= due) {
+                periodic();
+                // Next slot after now: a late run (a slow callback, a long
+                // reload) is not followed by a burst of catch-up runs.
+                due += interval;
+                if (due <= clock::now()) due = clock::now() + interval;
+                continue;
+            }
+            const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(due - now);
+            timespec ts{};
+            ts.tv_sec = static_cast<time_t>(left.count() / 1000000000);
+            ts.tv_nsec = static_cast<long>(left.count() % 1000000000);
+            sig = sigtimedwait(&set, nullptr, &ts);
+            if (sig < 0) continue;  // EAGAIN: the periodic run is due; EINTR: wait again
+        }
         if (sig == SIGHUP) {
             if (on_hup) on_hup();
             continue;
         }
+        if (on_stop) on_stop();
         request_stop();
         wait();
         return 0;

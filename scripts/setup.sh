@@ -10,6 +10,9 @@ build=(
   build-essential g++ dpkg-dev meson ninja-build pkg-config
   liburing-dev android-libboringssl-dev libsimdjson-dev libjemalloc-dev
   libbenchmark-dev doctest-dev libc-ares-dev
+  # sd_notify (src/notify): READY=1, reloads, STOPPING=1, STATUS=, the watchdog
+  # for packaging/sigrelay.service's Type=notify.
+  libsystemd-dev
 )
 fuzz=(clang libclang-rt-14-dev)  # libFuzzer and the sanitizer runtimes for clang
 tests=(
@@ -17,6 +20,9 @@ tests=(
   # swaks speaks STARTTLS only through these two Perl modules, which it
   # merely recommends.
   swaks libnet-ssleay-perl libio-socket-ssl-perl
+  # systemd-analyze, for tests/integration/systemd_test.py's `verify` of the
+  # unit (nothing is started through systemd: the relay is run directly).
+  systemd
 )
 # tools/sigrelay-directory: OAuth2 client credentials (MSAL) and Graph over HTTPS.
 directory=(python3-msal python3-requests)

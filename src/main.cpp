@@ -3,7 +3,10 @@
 // contexts, and shares nothing but the per-IP connection table.
 #include <sigrelay/cli.hpp>
 #include <sigrelay/inbound.hpp>
+#include <sigrelay/notify.hpp>
 #include <sigrelay/observe.hpp>
+
+#include "tenant_metrics.hpp"
 #include <sigrelay/relay.hpp>
 #include <sigrelay/resolve.hpp>
 #include <sigrelay/runtime.hpp>
@@ -14,11 +17,14 @@
 #include <cerrno>
 #include <cstring>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -104,6 +110,8 @@ const metric metrics_table[] = {
      [](const shard_state& s) { return std::uint64_t{s.listener->active()}; }},
     {"sigrelay_tls_handshakes_total", K::counter, "Inbound TLS handshakes completed.",
      [](const shard_state& s) { return s.listener->stats().tls_handshakes; }},
+    {"sigrelay_tls_resumed_total", K::counter, "Inbound TLS handshakes that resumed a session.",
+     [](const shard_state& s) { return s.listener->stats().tls_resumed; }},
     {"sigrelay_tls_failures_total", K::counter, "Inbound TLS handshakes or records that failed.",
      [](const shard_state& s) { return s.listener->stats().tls_failures; }},
     {"sigrelay_timeouts_total", K::counter, "Inbound sessions ended by a timeout or --min-data-rate.",
@@ -167,12 +175,14 @@ void gather_metrics(runtime::shard_group& group, std::vector<shard_state>& shard
                     std::function<void(std::string)> respond) {
     struct pending {
         std::vector<std::array<std::uint64_t, metric_count>> values;
+        std::vector<metrics::tenant_samples> tenants;
         std::atomic<unsigned> left{0};
         std::function<void(std::string)> respond;
         runtime::reactor* home = nullptr;
     };
     auto p = std::make_shared<pending>();
     p->values.resize(group.size());
+    p->tenants.resize(group.size());
     p->left = group.size();
     p->respond = std::move(respond);
     p->home = &group.shard(0);
@@ -180,6 +190,7 @@ void gather_metrics(runtime::shard_group& group, std::vector<shard_state>& shard
         const shard_state* st = &shards[i];
         group.shard(i).post([p, i, st] {
             for (std::size_t m = 0; m < metric_count; ++m) p->values[i][m] = metrics_table[m].read(*st);
+            p->tenants[i] = metrics::sample_tenants(*st->relay);
             if (p->left.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
             p->home->post([p] {
                 observe::prometheus_text out;
@@ -189,10 +200,100 @@ void gather_metrics(runtime::shard_group& group, std::vector<shard_state>& shard
                         out.sample(metrics_table[m].name, "shard=\"" + std::to_string(sh) + "\"",
                                    p->values[sh][m]);
                 }
+                // Per tenant: summed over shards (a tenant's traffic spreads over all of them).
+                metrics::tenant_samples all;
+                for (const auto& t : p->tenants) metrics::add(all, t);
+                metrics::render(all, out);
                 p->respond(out.take());
             });
         });
     }
+}
+
+// What systemd hears between events: STATUS= counts and WATCHDOG=1. The main
+// thread pings every shard; each answers on its own thread with its counters
+// (nothing of a shard is read elsewhere). A shard that has not answered its
+// last ping by the next round has a loop that does not turn, and the watchdog
+// keep-alive is withheld until it answers.
+class shard_pulse {
+public:
+    shard_pulse(runtime::shard_group& group, const std::vector<shard_state>& shards)
+        : group_(group), shards_(shards), slots_(group.size()) {}
+
+    // Whether every shard has answered its last ping.
+    bool all_answered() const {
+        for (const auto& s : slots_) {
+            if (s.answered.load(std::memory_order_acquire) != s.asked) return false;
+        }
+        return true;
+    }
+
+    // A new ping to every shard that answered its last one (a stuck shard's
+    // queue does not grow with pings).
+    void ping() {
+        for (unsigned i = 0; i < slots_.size(); ++i) {
+            slot& sl = slots_[i];
+            if (sl.answered.load(std::memory_order_acquire) != sl.asked) continue;
+            const std::uint64_t n = ++sl.asked;
+            const shard_state* st = &shards_[i];
+            group_.shard(i).post([&sl, st, n] {
+                const auto& rs = st->relay->stats();
+                sl.connections.store(st->listener->active(), std::memory_order_relaxed);
+                sl.relayed.store(rs.relayed, std::memory_order_relaxed);
+                sl.signed_messages.store(rs.signed_messages, std::memory_order_relaxed);
+                sl.deferred.store(rs.smart_host_4xx + rs.outbound_failures, std::memory_order_relaxed);
+                sl.answered.store(n, std::memory_order_release);
+            });
+        }
+    }
+
+    // The sum of the latest answers.
+    notify::counts totals() const {
+        notify::counts c;
+        for (const auto& s : slots_) {
+            c.connections += s.connections.load(std::memory_order_relaxed);
+            c.relayed += s.relayed.load(std::memory_order_relaxed);
+            c.signed_messages += s.signed_messages.load(std::memory_order_relaxed);
+            c.deferred += s.deferred.load(std::memory_order_relaxed);
+        }
+        return c;
+    }
+
+private:
+    struct slot {
+        std::uint64_t asked = 0;  // main thread only
+        std::atomic<std::uint64_t> answered{0};
+        std::atomic<std::uint64_t> connections{0}, relayed{0}, signed_messages{0}, deferred{0};
+    };
+    runtime::shard_group& group_;
+    const std::vector<shard_state>& shards_;
+    std::vector<slot> slots_;
+};
+
+// Runs fn on every shard and returns once all have run it, or after `limit`
+// (a shard that does not turn is the watchdog's business, not a reason to hang).
+void on_every_shard(runtime::shard_group& group, const std::function<void(unsigned)>& fn,
+                    std::chrono::milliseconds limit) {
+    struct pending {
+        std::mutex m;
+        std::condition_variable cv;
+        unsigned left = 0;
+    };
+    auto p = std::make_shared<pending>();
+    p->left = group.size();
+    for (unsigned i = 0; i < group.size(); ++i) {
+        group.shard(i).post([p, fn, i] {
+            fn(i);
+            std::lock_guard lk(p->m);
+            if (--p->left == 0) p->cv.notify_all();
+        });
+    }
+    std::unique_lock lk(p->m);
+    p->cv.wait_for(lk, limit, [&] { return p->left == 0; });
+}
+
+std::string plural(std::size_t n, const char* one, const char* many) {
+    return std::to_string(n) + " " + (n == 1 ? one : many);
 }
 
 }  // namespace
@@ -353,22 +454,62 @@ int main(int argc, char** argv) {
                      addr->to_string().c_str(), group.size(), group.size() == 1 ? "" : "s",
                      current->all().size(), current->all().size() == 1 ? "" : "s", o.tenants.c_str());
 
-    int rc = group.run_until_signal([&] {
-        // SIGHUP: a bad file keeps the previous snapshot serving (docs/configuration.md).
-        auto next = tenants::snapshot::load(o.tenants);
-        if (!next) {
-            std::fprintf(stderr, "sigrelay: reload refused, keeping the previous tenants: %s\n",
-                         next.err().message.c_str());
-            return;
+    // systemd (Type=notify; every call a no-op without NOTIFY_SOCKET): ready
+    // now that every shard listens, the tenants are loaded and the pid file
+    // exists; STATUS= and WATCHDOG=1 from the periodic round below.
+    shard_pulse pulse(group, shards);
+    pulse.ping();
+    std::string status_sent = "listening on " + addr->to_string() + ", " +
+                              plural(group.size(), "shard", "shards") + ", " +
+                              plural(current->all().size(), "tenant", "tenants") + " from " + o.tenants;
+    notify::ready(status_sent);
+    std::string reload_refused;  // why the last reload was refused; empty once one succeeds
+    const std::chrono::microseconds watchdog = notify::watchdog_interval();
+    // Keep-alives at half the watchdog interval (systemd's advice), counts at
+    // least every 5 s: one round serves both.
+    std::chrono::milliseconds round = 5s;
+    if (watchdog.count() > 0)
+        round = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(watchdog / 2),
+                           std::chrono::milliseconds(1), round);
+    auto periodic = [&] {
+        const bool alive = pulse.all_answered();
+        std::string text = notify::counts_text(pulse.totals());
+        if (!reload_refused.empty()) text += "; last reload refused, serving the previous tenants: " + reload_refused;
+        pulse.ping();
+        if (text != status_sent) {
+            notify::status(text);
+            status_sent = std::move(text);
         }
-        std::shared_ptr<const tenants::snapshot> fresh = *next;
-        for (unsigned i = 0; i < group.size(); ++i) {
-            relay::shard* rs = shards[i].relay.get();
-            group.shard(i).post([rs, fresh] { rs->replace_snapshot(fresh); });
-        }
-        std::fprintf(stderr, "sigrelay: reloaded %s: %zu tenant%s\n", o.tenants.c_str(), fresh->all().size(),
-                     fresh->all().size() == 1 ? "" : "s");
-    });
+        if (watchdog.count() > 0 && alive) notify::watchdog();
+    };
+
+    int rc = group.run_until_signal(
+        [&] {
+            // SIGHUP: a bad file keeps the previous snapshot serving (docs/configuration.md).
+            notify::reloading("reloading " + o.tenants);
+            auto next = tenants::snapshot::load(o.tenants);
+            if (!next) {
+                std::fprintf(stderr, "sigrelay: reload refused, keeping the previous tenants: %s\n",
+                             next.err().message.c_str());
+                reload_refused = next.err().message;
+                status_sent = "reload refused, serving the previous tenants: " + reload_refused;
+                notify::ready(status_sent);
+                return;
+            }
+            std::shared_ptr<const tenants::snapshot> fresh = *next;
+            // READY=1 once every shard serves the new tenants (systemd 253's
+            // Type=notify-reload lets systemctl reload return then), or after 5 s at most.
+            on_every_shard(group, [&shards, fresh](unsigned i) { shards[i].relay->replace_snapshot(fresh); }, 5s);
+            std::fprintf(stderr, "sigrelay: reloaded %s: %zu tenant%s\n", o.tenants.c_str(), fresh->all().size(),
+                         fresh->all().size() == 1 ? "" : "s");
+            reload_refused.clear();
+            status_sent = "reloaded " + o.tenants + ": " + plural(fresh->all().size(), "tenant", "tenants");
+            notify::ready(status_sent);
+        },
+        [&] {
+            notify::stopping("stopping: draining connections (at most " + std::to_string(o.drain_timeout) + " s)");
+        },
+        periodic, round);
 
     if (!o.quiet) {
         relay::relay_stats t;

@@ -39,3 +39,18 @@ TEST_CASE("prometheus text: HELP and TYPE once per family, then labelled samples
           "sigrelay_relayed_total{shard=\"0\"} 7\nsigrelay_relayed_total{shard=\"1\"} 9\n"
           "# HELP sigrelay_open Open.\n# TYPE sigrelay_open gauge\nsigrelay_open 1.5\n");
 }
+
+TEST_CASE("prometheus text: a histogram is cumulative buckets, sum and count") {
+    sigrelay::observe::prometheus_text t;
+    t.family("lat_seconds", sigrelay::observe::prometheus_text::kind::histogram, "Latency.");
+    const double bounds[] = {0.01, 0.1};
+    const std::uint64_t per[] = {2, 3, 1};
+    t.histogram("lat_seconds", "tenant=\"fabrikam\"", bounds, per, 0.5);
+    CHECK(t.str() ==
+          "# HELP lat_seconds Latency.\n# TYPE lat_seconds histogram\n"
+          "lat_seconds_bucket{tenant=\"fabrikam\",le=\"0.01\"} 2\n"
+          "lat_seconds_bucket{tenant=\"fabrikam\",le=\"0.1\"} 5\n"
+          "lat_seconds_bucket{tenant=\"fabrikam\",le=\"+Inf\"} 6\n"
+          "lat_seconds_sum{tenant=\"fabrikam\"} 0.5\n"
+          "lat_seconds_count{tenant=\"fabrikam\"} 6\n");
+}

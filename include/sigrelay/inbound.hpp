@@ -93,6 +93,7 @@ private:
 struct counters {
     std::uint64_t connections = 0, refused_allowlist = 0, refused_limits = 0;
     std::uint64_t tls_handshakes = 0, tls_failures = 0, timeouts = 0;
+    std::uint64_t tls_resumed = 0;  // ... of the handshakes, those that resumed a session
     std::uint64_t messages = 0, content_bytes = 0;
     std::uint64_t proxy_errors = 0;     // bad or missing PROXY headers
     std::uint64_t proxy_untrusted = 0;  // refused: not a --proxy-trusted balancer

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,11 +19,16 @@ namespace sigrelay::observe {
 // metric name, samples labelled by the caller.
 class prometheus_text {
 public:
-    enum class kind { counter, gauge };
+    enum class kind { counter, gauge, histogram };
     // Starts a metric family; samples follow with sample().
     void family(std::string_view name, kind k, std::string_view help);
     void sample(std::string_view name, std::string_view labels, double value);
     void sample(std::string_view name, std::string_view labels, std::uint64_t value);
+    // A histogram's samples: name_bucket{labels,le="…"} (cumulative, ending
+    // with le="+Inf"), name_sum and name_count. `per_bucket` has one count per
+    // bound plus the +Inf bucket.
+    void histogram(std::string_view name, std::string_view labels, std::span<const double> bounds,
+                   std::span<const std::uint64_t> per_bucket, double sum);
     const std::string& str() const noexcept { return out_; }
     std::string take() { return std::move(out_); }
 

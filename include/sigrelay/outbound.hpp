@@ -199,6 +199,13 @@ public:
     void shutdown();
 
     const pool_stats& stats() const noexcept;
+    // One destination's connections now (by destination::key; zeros when unknown).
+    struct load {
+        unsigned open = 0;     // counted against max_connections
+        unsigned idle = 0;     // idle in the pool
+        unsigned waiting = 0;  // acquires waiting for a connection
+    };
+    load load_of(std::string_view key) const;
     const pool_options& options() const noexcept;
     runtime::reactor& owner() const noexcept;
 

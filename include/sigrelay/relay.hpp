@@ -56,6 +56,42 @@ struct relay_stats {
     std::uint64_t recipients_deferred = 0;  // RCPTs answered 452 4.5.3 by split_recipients
 };
 
+// One tenant's counters on one shard (docs/operations.md, Metrics). A shard
+// keeps them for the tenants of its snapshot; a reload drops the others.
+struct tenant_stats {
+    enum outcome : unsigned { signed_message, stamped, untouched, refused, deferred, outcome_count };
+    static constexpr const char* outcome_names[outcome_count] = {"signed", "stamped", "untouched", "refused",
+                                                                 "deferred"};
+    std::uint64_t messages[outcome_count] = {};
+    std::uint64_t replies[3] = {};  // the smart host's replies: 2yz, 4yz, 5yz
+    // Seconds from the end of a message sent to the smart host's reply.
+    static constexpr double latency_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                0.1,   0.25,   0.5,   1,    2.5,   10};
+    static constexpr std::size_t bucket_count = sizeof latency_bounds / sizeof latency_bounds[0] + 1;
+    std::uint64_t latency_buckets[bucket_count] = {};  // per bucket (not cumulative); last: +Inf
+    double latency_sum = 0;
+    std::uint64_t latency_count = 0;
+
+    void reply(int code) {
+        if (code >= 200 && code < 600) ++replies[code < 300 ? 0 : code < 500 ? 1 : 2];
+    }
+    void latency(double seconds) {
+        std::size_t b = 0;
+        while (b + 1 < bucket_count && seconds > latency_bounds[b]) ++b;
+        ++latency_buckets[b];
+        latency_sum += seconds;
+        ++latency_count;
+    }
+    tenant_stats& operator+=(const tenant_stats& o) {
+        for (unsigned i = 0; i < outcome_count; ++i) messages[i] += o.messages[i];
+        for (unsigned i = 0; i < 3; ++i) replies[i] += o.replies[i];
+        for (std::size_t i = 0; i < bucket_count; ++i) latency_buckets[i] += o.latency_buckets[i];
+        latency_sum += o.latency_sum;
+        latency_count += o.latency_count;
+        return *this;
+    }
+};
+
 // The shard's byte budget for message content held in memory. Not shared
 // across threads. A holder is anything that keeps bytes (a transaction's
 // undecided prefix); holders are served oldest first.
@@ -108,6 +144,9 @@ public:
     void replace_snapshot(std::shared_ptr<const tenants::snapshot> snap);
 
     const relay_stats& stats() const noexcept { return stats_; }
+    // Per tenant id, for the tenants of the current snapshot.
+    const std::unordered_map<std::string, tenant_stats>& tenant_counters() const noexcept { return by_tenant_; }
+    tenant_stats& tenant_counters(const std::string& id) { return by_tenant_[id]; }
     outbound::pool& pool() noexcept { return pool_; }
     void shutdown() { pool_.shutdown(); }
 
@@ -150,6 +189,7 @@ private:
     };
     std::unordered_map<std::string, destination_entry> destinations_;
     relay_stats stats_;
+    std::unordered_map<std::string, tenant_stats> by_tenant_;
     unsigned index_;
     std::uint64_t queue_seq_ = 0;
     std::string queue_prefix_;

@@ -238,9 +238,15 @@ public:
     // Joins the shard threads.
     void wait();
     // Blocks SIGTERM, SIGINT and SIGHUP, then waits for them: TERM/INT →
-    // request_stop() and wait(); HUP → on_hup(). Returns 0 after a clean stop.
+    // on_stop(), then request_stop() and wait(); HUP → on_hup(). Returns 0
+    // after a clean stop. With a periodic function and a positive interval,
+    // periodic() also runs every `interval` between signals (its schedule is
+    // kept while signals arrive; none runs once the drain has begun). Every
+    // callback runs on the calling thread.
     // Call block_signals() before start() so shard threads inherit the mask.
-    int run_until_signal(std::function<void()> on_hup = {});
+    int run_until_signal(std::function<void()> on_hup = {}, std::function<void()> on_stop = {},
+                         std::function<void()> periodic = {},
+                         std::chrono::milliseconds interval = std::chrono::milliseconds(0));
     static void block_signals();
 
     unsigned size() const noexcept;

@@ -119,6 +119,7 @@ void session::on_plain(transport::stream&, std::span<const char> bytes) {
 
 void session::on_tls_ready(transport::stream&) {
     ++listener_.stats_.tls_handshakes;
+    if (const auto* t = stream_.tls_info(); t != nullptr && t->resumed) ++listener_.stats_.tls_resumed;
     // Once per connection: build the line only when it will be written.
     if (const auto* t = stream_.tls_info(); t != nullptr && !listener_.opts_.quiet)
         log("TLS " + t->version + " " + t->cipher + (t->sni.empty() ? "" : " sni=" + t->sni) +

@@ -102,6 +102,15 @@ private:
                       const link* failed = nullptr);
     void fail_waiters(dest_state& ds, const smtp::reply& r, const std::string& detail);
 
+public:
+    pool::load load_of(std::string_view key) const {
+        auto it = dests_.find(std::string(key));
+        if (it == dests_.end()) return {};
+        const dest_state& ds = *it->second;
+        return {ds.active, static_cast<unsigned>(ds.idle.size()), static_cast<unsigned>(ds.waiters.size())};
+    }
+
+private:
     runtime::reactor& reactor_;
     pool_options opts_;
     pool_stats stats_;
@@ -133,6 +142,10 @@ void pool::shutdown() {
 
 const pool_stats& pool::stats() const noexcept {
     return impl_->stats();
+}
+
+pool::load pool::load_of(std::string_view key) const {
+    return impl_->load_of(key);
 }
 
 const pool_options& pool::options() const noexcept {

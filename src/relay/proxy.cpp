@@ -184,6 +184,7 @@ public:
             begun_ = true;
         }
         state_ = msg::ended;
+        ended_at_ = std::chrono::steady_clock::now();
         lease_.end_message();  // the reply comes as on_reply(data)
     }
 
@@ -192,6 +193,9 @@ public:
 
     // ---- outbound::transaction_events -------------------------------------------------
     void on_reply(smtp::command_kind kind, const smtp::reply& r) override {
+        if (tenant_ != nullptr &&
+            (kind == smtp::command_kind::mail || kind == smtp::command_kind::rcpt || kind == smtp::command_kind::data))
+            per_tenant().reply(r.code);
         switch (kind) {
             case smtp::command_kind::mail:
                 if (r.code >= 300 && retry_mail(r)) return;
@@ -239,6 +243,8 @@ public:
     }
 
 private:
+    relay::tenant_stats& per_tenant() { return sh_.tenant_counters(tenant_->id); }
+
     signature::recipients_scope group_of(std::string_view rcpt) const {
         return tenants::recipient_group(*tenant_, rcpt);
     }
@@ -317,8 +323,8 @@ private:
                       "); retrying on a new connection");
         release_lease();  // its other replies are not ours any more
         unsent_.clear();
-        for (const auto& r : rcpts_)
-            if (!r.local) unsent_.push_back(r.path);
+        for (const auto& p : rcpts_)
+            if (!p.local) unsent_.push_back(p.path);
         acquire(true);
         return true;
     }
@@ -334,6 +340,9 @@ private:
     void fail_mail(const smtp::reply& r) {
         txn_ = txn::failed;
         mail_pending_ = false;
+        // The transaction's message is deferred or refused before it began.
+        if (tenant_ != nullptr)
+            ++per_tenant().messages[r.code >= 500 ? tenant_stats::refused : tenant_stats::deferred];
         inbound::session* s = session_;
         // RCPTs dispatched while we were acquiring are answered in order.
         std::size_t owed = rcpts_.size();
@@ -412,12 +421,27 @@ private:
 
     void finish_refused(inbound::session& s) {
         const smtp::reply r = refusal_;
+        if (tenant_ != nullptr)
+            ++per_tenant().messages[r.code >= 500 ? tenant_stats::refused : tenant_stats::deferred];
         clear();
         s.answer(r);
     }
 
     void finish(const smtp::reply& r) {
         auto& st = sh_.counters();
+        if (tenant_ != nullptr) {
+            relay::tenant_stats& ts = per_tenant();
+            if (state_ == msg::ended)
+                ts.latency(std::chrono::duration<double>(std::chrono::steady_clock::now() - ended_at_).count());
+            if (r.code >= 500) ++ts.messages[tenant_stats::refused];
+            else if (r.code >= 300) ++ts.messages[tenant_stats::deferred];
+            else {
+                const auto o = signer_ ? signer_->injector().result() : mime::outcome::stamped_only;
+                ++ts.messages[o == mime::outcome::signed_message ? tenant_stats::signed_message
+                              : o == mime::outcome::untouched    ? tenant_stats::untouched
+                                                                 : tenant_stats::stamped];
+            }
+        }
         if (r.code < 300) {
             ++st.relayed;
             const auto o = signer_ ? signer_->injector().result() : mime::outcome::stamped_only;
@@ -554,6 +578,7 @@ private:
     smtp::reply refusal_, early_;
     std::string queue_id_;
     std::chrono::steady_clock::time_point started_{};
+    std::chrono::steady_clock::time_point ended_at_{};  // the end of the message went out
 };
 
 inbound::handler_factory shard::handlers() {

@@ -90,6 +90,9 @@ shard::shard(runtime::reactor& r, const relay_options& opts, std::shared_ptr<con
 
 void shard::replace_snapshot(std::shared_ptr<const tenants::snapshot> snap) {
     snap_ = std::move(snap);
+    // A tenant the reload removed takes its series with it.
+    for (auto it = by_tenant_.begin(); it != by_tenant_.end();)
+        it = snap_->find_by_id(it->first) ? std::next(it) : by_tenant_.erase(it);
     for (auto it = destinations_.begin(); it != destinations_.end();) {
         const tenants::tenant* t = snap_->find_by_id(it->first);
         if (t != nullptr && destination_settings::of(*t) == it->second.settings)

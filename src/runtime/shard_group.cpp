@@ -1,5 +1,6 @@
 // N shard threads, each pinned to a CPU and running its own reactor; signal
-// handling for the process (TERM/INT: graceful stop, HUP: reload).
+// handling for the process (TERM/INT: graceful stop, HUP: reload) and an
+// optional periodic callback between signals (sigtimedwait).
 #include "internal.hpp"
 
 #include <pthread.h>

@@ -542,6 +542,54 @@ def metric_sum(text, name):
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + "{"))
 
 
+def metric_value(text, name, labels):
+    """The sample `name{labels}` exactly, or None."""
+    for line in text.splitlines():
+        if line.startswith(name + "{" + labels + "}"):
+            return float(line.split()[-1])
+    return None
+
+
+@case
+def per_tenant_metrics_and_a_reload_dropping_a_tenant():
+    mport = free_port()
+    contoso_port = free_port()
+    with Setup(relay_extra=("--metrics-listen", f"127.0.0.1:{mport}")) as s:
+        # Both tenants served; contoso's smart host is a closed port.
+        tenants_file(s.dir, s.sink_port, contoso_port=contoso_port)
+        s.relay.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        with s.smtp() as c:
+            c.send_message(text_message())
+            c.send_message(text_message(subject="[nosig] plain"))
+            code, _ = c.mail("someone@contoso.com")
+            assert code == 451, code  # no connection to contoso's smart host
+        s.saved(2)
+        _, text = http_get(mport, "/metrics")
+        f = 'tenant="fabrikam"'
+        assert metric_value(text, "sigrelay_messages_total", f + ',outcome="signed"') == 1, text
+        assert metric_value(text, "sigrelay_messages_total", f + ',outcome="stamped"') == 1
+        assert metric_value(text, "sigrelay_messages_total", f + ',outcome="refused"') == 0
+        assert metric_value(text, "sigrelay_smart_host_replies_total", f + ',class="2xx"') == 6  # 2 x MAIL, RCPT, message
+        assert metric_value(text, "sigrelay_smart_host_replies_total", f + ',class="5xx"') == 0
+        assert "# TYPE sigrelay_smart_host_latency_seconds histogram" in text
+        assert metric_value(text, "sigrelay_smart_host_latency_seconds_count", f) == 2
+        assert metric_value(text, "sigrelay_smart_host_latency_seconds_bucket", f + ',le="+Inf"') == 2
+        assert metric_value(text, "sigrelay_smart_host_latency_seconds_sum", f) > 0
+        assert metric_value(text, "sigrelay_pool_connections", f + ',state="open"') >= 1
+        assert metric_value(text, "sigrelay_messages_total", 'tenant="contoso",outcome="signed"') == 0
+        assert metric_value(text, "sigrelay_messages_total", 'tenant="contoso",outcome="deferred"') == 1
+        assert 'tenant="contoso"' in text
+        # A reload without contoso: its series are gone, fabrikam's stay.
+        tenants_file(s.dir, s.sink_port)
+        s.relay.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        _, text = http_get(mport, "/metrics")
+        assert 'tenant="contoso"' not in text, text
+        assert metric_value(text, "sigrelay_messages_total", f + ',outcome="signed"') == 1
+        assert s.relay.stop() == 0
+
+
 @case
 def metrics_and_healthz():
     mport = free_port()

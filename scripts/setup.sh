@@ -23,6 +23,13 @@ tests=(
   # systemd-analyze, for tests/integration/systemd_test.py's `verify` of the
   # unit (nothing is started through systemd: the relay is run directly).
   systemd
+  # the admin page's browser test (tests/integration/admin_test.py): headless
+  # Chromium driven through ChromeDriver by Selenium, with a font to render.
+  chromium chromium-driver python3-selenium fonts-dejavu-core
+  # the fleet test (tests/integration/fleet_test.py): two relays behind HAProxy
+  haproxy
+  # man -l, for the install test's check of every man page
+  man-db groff-base
 )
 # tools/sigrelay-directory: OAuth2 client credentials (MSAL) and Graph over HTTPS.
 directory=(python3-msal python3-requests)

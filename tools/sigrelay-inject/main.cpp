@@ -1,6 +1,7 @@
 // sigrelay-inject (docs/configuration.md): runs one message through the relay's path —
 // tenant resolution, rules, rendering, injection, headers — and prints the
 // result, so administrators can preview signatures. --check validates only.
+#include <sigrelay/cli.hpp>
 #include <sigrelay/mime.hpp>
 #include <sigrelay/signing.hpp>
 #include <sigrelay/text.hpp>
@@ -14,6 +15,7 @@
 #include <ctime>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -32,27 +34,16 @@ constexpr int ex_software = 70;
 constexpr int ex_cantcreat = 73;
 constexpr int ex_config = 78;
 
-const char* const usage_text =
-    "usage: sigrelay-inject --tenants FILE --from ADDR [--to ADDR]... [--xoorg DOMAIN]\n"
-    "                       [--date YYYY-MM-DD] [--queue-id ID] [--show-decision]\n"
-    "                       [--out FILE] [MESSAGE]\n"
-    "       sigrelay-inject --tenants FILE --check\n"
-    "\n"
-    "Reads MESSAGE (or stdin; LF or CRLF line ends), finds the tenant from --xoorg or the\n"
-    "sender's domain, runs the tenant's rules (--date fixes the day for \"active\" rules;\n"
-    "default today, UTC), injects the signature and writes the message with CRLF line\n"
-    "ends to stdout or --out. The Subject for \"subject_contains\" comes from the message.\n"
-    "Without --to, \"recipients\" rules see no recipients (internal).\n"
-    "--show-decision first prints the tenant, the recipient group, the rule that matched\n"
-    "and why, the template, placement and image mode, then a line \"--\", then the message.\n"
-    "--queue-id names the message in Received: and in embedded images' Content-IDs\n"
-    "(default: inject-PID-TIME, unique per run).\n"
-    "Exit: 0 signed or stamped, 64 usage, 65 unknown sender (no tenant), 66 unreadable\n"
-    "message, 78 bad tenants file.\n";
+const char* const summary_text =
+    "Runs one message (MESSAGE, or standard input; LF or CRLF line ends) through the relay's\n"
+    "signing path: the tenant from --xoorg or the sender's domain, its rules, the signature,\n"
+    "the headers; writes it with CRLF line ends. --check only validates the tenants file.\n"
+    "Exit: 0 written (signed, stamped or untouched) or valid, 64 usage, 65 unknown sender,\n"
+    "66 unreadable message, 70 not processed, 73 output not written, 78 bad tenants file.";
 
 int usage(const std::string& why) {
-    if (!why.empty()) std::cerr << "sigrelay-inject: " << why << "\n";
-    std::cerr << usage_text;
+    std::cerr << "sigrelay-inject: " << why
+              << (why.find("see --help") == std::string::npos ? " (see --help)\n" : "\n");
     return ex_usage;
 }
 
@@ -127,56 +118,40 @@ std::string describe(const sigrelay::tenants::tenant& t, const sigrelay::tenants
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string tenants_file, from, out_file, message_file, xoorg, date_text, queue_id;
+    std::string tenants_file, out_file, xoorg, date_text, queue_id;
+    std::optional<std::string> from_flag;  // --from "" is the null sender, not a missing --from
     bool show_decision = false;
     std::vector<std::string> to;
     bool check = false;
-    bool have_from = false;
-    bool have_message = false;
+    std::vector<std::string> messages;
 
-    std::vector<std::string> args(argv + 1, argv + argc);
-    for (std::size_t i = 0; i < args.size(); ++i) {
-        const std::string& a = args[i];
-        auto value = [&](std::string& dst) -> bool {
-            if (i + 1 >= args.size()) return false;
-            dst = args[++i];
-            return true;
-        };
-        if (a == "--tenants") {
-            if (!value(tenants_file)) return usage("--tenants needs a file");
-        } else if (a == "--from") {
-            if (!value(from)) return usage("--from needs an address");
-            have_from = true;
-        } else if (a == "--to") {
-            std::string r;
-            if (!value(r)) return usage("--to needs an address");
-            to.push_back(r);
-        } else if (a == "--out") {
-            if (!value(out_file)) return usage("--out needs a file");
-        } else if (a == "--xoorg") {
-            if (!value(xoorg)) return usage("--xoorg needs a domain");
-        } else if (a == "--date") {
-            if (!value(date_text)) return usage("--date needs YYYY-MM-DD");
-        } else if (a == "--queue-id") {
-            if (!value(queue_id) || queue_id.empty()) return usage("--queue-id needs an id");
-            for (char c : queue_id)
-                if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_')
-                    return usage("--queue-id: use letters, digits, '-', '.' or '_'");
-        } else if (a == "--show-decision") {
-            show_decision = true;
-        } else if (a == "--check") {
-            check = true;
-        } else if (a == "--help" || a == "-h") {
-            std::cout << usage_text;
-            return ex_ok;
-        } else if (a.size() > 1 && a[0] == '-' && a != "-") {
-            return usage("unknown option " + a);
-        } else {
-            if (have_message) return usage("more than one MESSAGE");
-            message_file = a;
-            have_message = true;
-        }
+    sigrelay::cli::parser p("sigrelay-inject", summary_text);
+    p.add("--tenants", &tenants_file, "tenants file (JSON), loaded and checked as the relay does (required)");
+    p.add("--from", &from_flag, "envelope sender; \"\" is the null sender (required, except with --check)");
+    p.add("--to", &to, "envelope recipient (repeatable; none: rules see no recipients, internal)");
+    p.add("--xoorg", &xoorg, "DOMAIN the client would have sent as XOORG=, for tenant resolution");
+    p.add("--date", &date_text, "YYYY-MM-DD: the day \"active\" rules test (default today, UTC)");
+    p.add("--queue-id", &queue_id,
+          "the queue id in Received: and embedded images' Content-IDs; letters, digits, '-', '.', '_' "
+          "(default inject-PID-TIME)");
+    p.add("--out", &out_file, "write the message to this file (default standard output)");
+    p.add_bool("--show-decision", &show_decision,
+               "first print tenant, recipient group, rule, template, placement, images, outcome, then \"--\"");
+    p.add_bool("--check", &check, "only load and validate the tenants file, print a summary and exit");
+    p.positional(&messages, "[MESSAGE]");
+    if (auto r = p.parse(argc, argv); !r) return usage(r.err().message);
+    if (p.help_requested()) {
+        std::cout << (p.man_requested() ? p.man() : p.help());
+        return ex_ok;
     }
+    if (messages.size() > 1) return usage("more than one MESSAGE");
+    const bool have_message = !messages.empty();
+    const std::string message_file = have_message ? messages.front() : std::string();
+    const bool have_from = from_flag.has_value();
+    const std::string from = from_flag.value_or("");
+    for (char c : queue_id)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_')
+            return usage("--queue-id: use letters, digits, '-', '.' or '_'");
     if (tenants_file.empty()) return usage("--tenants is required");
 
     auto snap = sigrelay::tenants::snapshot::load(tenants_file);

@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 namespace {
 
 using namespace sigrelay;
@@ -44,6 +46,7 @@ struct options {
     bool json = false;
     unsigned threads = 1;
     std::string helo = "blaster.localhost";
+    std::string message_log;
 };
 
 // What every shard shares: the messages left to send, the deadline.
@@ -60,6 +63,9 @@ struct shard_stats {
     std::uint64_t sent = 0, accepted = 0, bytes = 0, errors = 0, connections = 0;
     std::map<int, std::uint64_t> replies;
     std::vector<std::uint32_t> latency_us;
+    // --message-log: "<id> <code>" per message sent, written after the run so
+    // that shards never contend for the file.
+    std::vector<std::string> outcomes;
 };
 
 struct shard_ctx;
@@ -87,6 +93,9 @@ private:
     void next();
     void send_message();
     void finish_message(int code);
+    // The one place a sent message's outcome is counted: its reply code, or 0
+    // when the connection was lost before the reply.
+    void record_outcome(int code);
     // One connection that fails counts as one error, however many of its
     // callbacks (connect, TLS, session, close) see the failure.
     void count_error();
@@ -97,12 +106,18 @@ private:
     std::optional<smtp::client_session> client_;
     clock_type::time_point started_{};
     bool in_message_ = false;
+    // in_message_ is set while a --rate slot is only reserved; this one only
+    // once the message went out, so a connection lost while waiting for its
+    // slot does not count a message it never sent.
+    bool message_sent_ = false;
     bool quitting_ = false;
     bool failed_ = false;  // this connection's error is counted already
     int first_error_code_ = 0;
     unsigned rcpt_ok_ = 0;
     std::uint64_t on_this_connection_ = 0;
     std::size_t content_index_ = 0;
+    std::string message_id_;  // --message-log: X-Blaster-Id of the message in flight
+    std::string message_;     // --message-log: the content with that header; data() needs it to live on
 };
 
 struct shard_ctx {
@@ -119,6 +134,8 @@ struct shard_ctx {
     double rate = 0;  // this shard's share, messages/s
     clock_type::time_point next_slot = clock_type::now();
     std::size_t content_cursor = 0;
+    unsigned index = 0;
+    std::uint64_t id_seq = 0;
     std::vector<std::unique_ptr<blaster_connection>> conns;
 
     void connection_done() {
@@ -140,6 +157,7 @@ void blaster_connection::start() {
     quitting_ = false;
     failed_ = false;
     in_message_ = false;
+    message_sent_ = false;
     on_this_connection_ = 0;
     client_.emplace(sh_.client_cfg, *this);
     auto c = sh_.reactor->connect(sh_.target, nullptr, 10s);
@@ -200,9 +218,20 @@ void blaster_connection::send_message() {
     ++on_this_connection_;
     ++sh_.stats.sent;
     content_index_ = sh_.content_cursor++ % sh_.contents->size();
+    message_sent_ = true;
+    std::string_view content = (*sh_.contents)[content_index_];
+    if (!sh_.opt->message_log.empty()) {
+        // Unique across runs and shards, so a test can find each message at
+        // the receiving end and match it to its reply here.
+        message_id_ = "b" + std::to_string(::getpid()) + "-" + std::to_string(sh_.index) + "-" +
+                      std::to_string(++sh_.id_seq);
+        message_ = "X-Blaster-Id: " + message_id_ + "\r\n";
+        message_ += content;
+        content = message_;
+    }
     client_->mail(sh_.opt->from);
     for (const auto& rcpt : sh_.opt->to) client_->rcpt(rcpt);
-    client_->data((*sh_.contents)[content_index_]);
+    client_->data(content);
 }
 
 void blaster_connection::on_reply(smtp::command_kind k, const smtp::reply& r) {
@@ -227,9 +256,16 @@ void blaster_connection::on_reply(smtp::command_kind k, const smtp::reply& r) {
     }
 }
 
-void blaster_connection::finish_message(int code) {
+void blaster_connection::record_outcome(int code) {
     in_message_ = false;
+    if (!message_sent_) return;
+    message_sent_ = false;
     ++sh_.stats.replies[code];
+    if (!sh_.opt->message_log.empty()) sh_.stats.outcomes.push_back(message_id_ + " " + std::to_string(code));
+}
+
+void blaster_connection::finish_message(int code) {
+    record_outcome(code);
     if (code >= 200 && code < 300) {
         ++sh_.stats.accepted;
         sh_.stats.bytes += (*sh_.contents)[content_index_].size();
@@ -241,19 +277,13 @@ void blaster_connection::finish_message(int code) {
 
 void blaster_connection::on_failure(const smtp::reply& r) {
     count_error();
-    if (in_message_) {
-        in_message_ = false;
-        ++sh_.stats.replies[r.code];
-    }
+    if (in_message_) record_outcome(r.code);
     if (stream_) stream_->abort();
 }
 
 void blaster_connection::on_closed(transport::stream&, int err, const std::string& tls_error) {
     if (!tls_error.empty() || (err < 0 && !quitting_)) count_error();
-    if (in_message_) {
-        in_message_ = false;
-        ++sh_.stats.replies[0];  // lost: no reply
-    }
+    if (in_message_) record_outcome(0);  // lost: no reply
     bool again = quitting_ && sh_.opt->new_connection_every &&
                  on_this_connection_ >= sh_.opt->new_connection_every &&
                  sh_.shared->remaining.load(std::memory_order_relaxed) > 0 && clock_type::now() < sh_.shared->deadline;
@@ -306,12 +336,15 @@ int main(int argc, char** argv) {
     p.add("--threads", &o.threads, "shards (default 1)");
     p.add("--helo", &o.helo, "EHLO name");
     p.add_bool("--json", &o.json, "print one JSON object");
+    p.add("--message-log", &o.message_log,
+          "give each message an X-Blaster-Id: header and write \"<id> <reply code>\" per message to FILE "
+          "(0: connection lost before the reply)");
     if (auto r = p.parse(argc, argv); !r) {
         std::fprintf(stderr, "smtp-blaster: %s\n", r.err().message.c_str());
         return 64;
     }
     if (p.help_requested()) {
-        std::fputs(p.help().c_str(), stdout);
+        std::fputs((p.man_requested() ? p.man() : p.help()).c_str(), stdout);
         return 0;
     }
     if (o.target.empty()) {
@@ -364,6 +397,7 @@ int main(int argc, char** argv) {
     for (unsigned i = 0; i < group.size(); ++i) {
         auto sh = std::make_unique<shard_ctx>();
         sh->opt = &o;
+        sh->index = i;
         sh->shared = &shared;
         sh->target = *target;
         sh->contents = &contents;
@@ -421,6 +455,16 @@ int main(int argc, char** argv) {
         total.latency_us.insert(total.latency_us.end(), sh->stats.latency_us.begin(), sh->stats.latency_us.end());
     }
     std::sort(total.latency_us.begin(), total.latency_us.end());
+    if (!o.message_log.empty()) {
+        std::ofstream f(o.message_log, std::ios::trunc);
+        for (auto& sh : shards)
+            for (const auto& line : sh->stats.outcomes) f << line << '\n';
+        f.flush();
+        if (!f) {
+            std::fprintf(stderr, "smtp-blaster: --message-log %s: cannot write\n", o.message_log.c_str());
+            return 73;
+        }
+    }
     double mps = secs > 0 ? total.accepted / secs : 0;
     double mbps = secs > 0 ? total.bytes / secs / 1e6 : 0;
     double p50 = percentile(total.latency_us, 0.50), p90 = percentile(total.latency_us, 0.90);

@@ -33,9 +33,20 @@ tests=(
 )
 # tools/sigrelay-directory: OAuth2 client credentials (MSAL) and Graph over HTTPS.
 directory=(python3-msal python3-requests)
+# bench/compare.sh (and its --quick run among the tests): Postfix with TLS on
+# both legs and with the altermime content filter, the set-ups sigrelay is
+# measured against. Skipped when another MTA is installed: Debian lets one
+# package provide mail-transport-agent, and installing Postfix would remove it.
+bench=(postfix altermime)
+other_mta=$(dpkg-query -W -f='${Package} ${Status}\n' exim4-daemon-light exim4-daemon-heavy sendmail-bin \
+              opensmtpd nullmailer msmtp-mta dma ssmtp 2>/dev/null | awk '/install ok installed/ {print $1}' || true)
+if [ -n "$other_mta" ]; then
+  echo "setup: $other_mta is installed, so postfix is not (bench/compare.sh's Postfix rows will fail)"
+  bench=()
+fi
 scripts=(procps coreutils mawk sed findutils hostname)  # ps/kill, timeout, awk in the scripts
 
-packages=("${build[@]}" "${fuzz[@]}" "${tests[@]}" "${directory[@]}" "${scripts[@]}")
+packages=("${build[@]}" "${fuzz[@]}" "${tests[@]}" "${directory[@]}" ${bench[@]+"${bench[@]}"} "${scripts[@]}")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -51,5 +62,8 @@ if [ "$(id -u)" -ne 0 ]; then
   sudo="sudo"
 fi
 $sudo apt-get update -qq
+# Postfix's package would otherwise ask how to configure it; bench/compare.sh
+# runs a private instance and needs no system-wide configuration.
+echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "setup: installed ${#missing[@]} packages"

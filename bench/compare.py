@@ -28,6 +28,7 @@ usage: compare.py --build DIR [--certs DIR] [--examples DIR] [--quick] [--with-h
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -394,7 +395,6 @@ alias_database =
 def render_static(t):
     """Jane Doe's signature rendered by hand: altermime and the Haraka plugin
     add one static text to every message; sigrelay renders each sender's."""
-    import re
     values = {"display_name": "Jane Doe", "title": "Chief Executive Officer", "department": "Management",
               "phone": "+1 425 555 0100", "mobile": "+1 425 555 0101", "email": SENDER}
     t = re.sub(r"(?m)^\{\{[#^/][a-z_]*\}\}\n", "", t)

@@ -340,7 +340,7 @@ int main(int argc, char** argv) {
           "balancer CIDR whose PROXY header is believed (repeatable; others: 554 5.7.1)");
     if (auto r = p.parse(argc, argv); !r) return fail(64, r.err().message);
     if (p.help_requested()) {
-        std::fputs((p.man_requested() ? p.man() : p.help()).c_str(), stdout);
+        std::fputs(p.requested_help().c_str(), stdout);
         return 0;
     }
     if (!o.spool_dir.empty()) return fail(64, "--spool-dir: spool mode is not implemented yet");

@@ -125,9 +125,11 @@ public:
         return {};
     }
 
-    // True for --help and --man: the caller prints man_requested() ? man() : help() and exits 0.
+    // True for --help and --man: the caller prints requested_help() and exits 0.
     bool help_requested() const noexcept { return help_; }
     bool man_requested() const noexcept { return man_; }
+    // What was asked for: man() after --man, help() after --help.
+    std::string requested_help() const { return man_ ? man() : help(); }
 
     std::string help() const {
         std::string s = "usage: " + program_ + " [flags]";

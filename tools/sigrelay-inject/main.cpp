@@ -141,7 +141,7 @@ int main(int argc, char** argv) {
     p.positional(&messages, "[MESSAGE]");
     if (auto r = p.parse(argc, argv); !r) return usage(r.err().message);
     if (p.help_requested()) {
-        std::cout << (p.man_requested() ? p.man() : p.help());
+        std::cout << p.requested_help();
         return ex_ok;
     }
     if (messages.size() > 1) return usage("more than one MESSAGE");

@@ -344,7 +344,7 @@ int main(int argc, char** argv) {
         return 64;
     }
     if (p.help_requested()) {
-        std::fputs((p.man_requested() ? p.man() : p.help()).c_str(), stdout);
+        std::fputs(p.requested_help().c_str(), stdout);
         return 0;
     }
     if (o.target.empty()) {

@@ -1,7 +1,7 @@
 // Bench plugin: the static signature that altermime adds in the Postfix run.
 // Appends config/signature.txt to text/plain parts and config/signature.html
 // to text/html parts (Haraka's banner body filter), and adds the header
-// "SignatureContoso: true". Both files are written by bench/compare.sh from
+// "SignatureContoso: true". Both files are written by bench/compare.py from
 // examples/fabrikam/default.{txt,html} with the display name "Jane Doe".
 'use strict'
 

@@ -1,12 +1,14 @@
 // sigrelay: flags → configuration → shards. Each shard listens on the same
 // address (SO_REUSEPORT), runs its own SMTP sessions, outbound pool and TLS
 // contexts, and shares nothing but the per-IP connection table.
+#include <sigrelay/admin.hpp>
 #include <sigrelay/cli.hpp>
 #include <sigrelay/inbound.hpp>
 #include <sigrelay/notify.hpp>
 #include <sigrelay/observe.hpp>
 
 #include "tenant_metrics.hpp"
+
 #include <sigrelay/relay.hpp>
 #include <sigrelay/resolve.hpp>
 #include <sigrelay/runtime.hpp>
@@ -331,7 +333,9 @@ int main(int argc, char** argv) {
     p.add("--spool-dir", &o.spool_dir, "spool mode (docs/behaviour.md, Delivery): not implemented yet");
     p.add("--pid-file", &o.pid_file,
           "write the process id here once listening, remove it on exit (for SIGHUP from scripts)");
-    p.add("--metrics-listen", &o.metrics_listen, "HOST:PORT serving Prometheus /metrics and /healthz");
+    p.add("--metrics-listen", &o.metrics_listen,
+          "[HOST:]PORT serving Prometheus /metrics, /healthz and the read-only admin pages /preview and "
+          "/tenants; a bare PORT binds 127.0.0.1 only (name a HOST to serve a management network)");
     p.add_bool("--proxy-protocol", &o.proxy_protocol,
                "expect a PROXY v1/v2 header from a load balancer before SMTP; needs --proxy-trusted");
     p.add("--dns-server", &o.dns_servers,
@@ -358,6 +362,9 @@ int main(int argc, char** argv) {
     if (!addr) return fail(64, "--listen " + o.listen + ": " + addr.err().message);
     std::optional<runtime::socket_address> metrics_addr;
     if (!o.metrics_listen.empty()) {
+        // The admin pages show the directory: loopback unless a host is named.
+        if (o.metrics_listen.find_first_not_of("0123456789") == std::string::npos)
+            o.metrics_listen = "127.0.0.1:" + o.metrics_listen;
         auto m = runtime::socket_address::parse(o.metrics_listen);
         if (!m) return fail(64, "--metrics-listen " + o.metrics_listen + ": " + m.err().message);
         metrics_addr = *m;
@@ -429,8 +436,13 @@ int main(int argc, char** argv) {
                                                           st.relay->handlers());
         SIGRELAY_TRY(r.listen(*addr, st.listener->accept()));
         if (i == 0 && metrics_addr) {
+            // The admin pages read shard 0's snapshot, on shard 0's thread.
+            relay::shard& pages_shard = *st.relay;
             st.metrics = std::make_unique<observe::http_endpoint>(
-                r, [&](std::function<void(std::string)> respond) { gather_metrics(group, shards, std::move(respond)); });
+                r, [&](std::function<void(std::string)> respond) { gather_metrics(group, shards, std::move(respond)); },
+                [&pages_shard](std::string_view path, std::string_view query) {
+                    return admin::serve(*pages_shard.snapshot(), path, query, relay::today_utc());
+                });
             SIGRELAY_TRY(st.metrics->listen(*metrics_addr));
         }
         return ok();

@@ -54,3 +54,19 @@ TEST_CASE("prometheus text: a histogram is cumulative buckets, sum and count") {
           "lat_seconds_sum{tenant=\"fabrikam\"} 0.5\n"
           "lat_seconds_count{tenant=\"fabrikam\"} 6\n");
 }
+
+TEST_CASE("other paths are page routes; HEAD sends headers only") {
+    auto p = http_endpoint::dispatch("GET /preview?from=a%40b.com&to=c HTTP/1.1\r\n\r\n", true);
+    CHECK(p.page);
+    CHECK(p.status == 404);  // unless the pages callback serves it
+    CHECK(p.path == "/preview");
+    CHECK(p.query == "from=a%40b.com&to=c");
+    CHECK_FALSE(http_endpoint::dispatch("POST /preview HTTP/1.1\r\n\r\n", true).page);
+    CHECK(http_endpoint::dispatch("HEAD /metrics HTTP/1.1\r\n\r\n", true).head);
+
+    const std::string full = http_response(200, "text/html", "<p>hi</p>", "X-A: b\r\n");
+    CHECK(full == "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 9\r\nX-A: b\r\n"
+                  "Connection: close\r\n\r\n<p>hi</p>");
+    const std::string head = http_response(200, "text/html", "<p>hi</p>", {}, true);
+    CHECK(head.ends_with("Content-Length: 9\r\nConnection: close\r\n\r\n"));
+}

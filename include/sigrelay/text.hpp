@@ -1,6 +1,7 @@
 // Small text helpers shared across modules: ASCII case folding (mail
 // protocols compare keywords, domains and header names ASCII
-// case-insensitively) and line-end normalisation for tools that read files.
+// case-insensitively), hex digits, and line-end normalisation for tools that
+// read files.
 #pragma once
 
 #include <string>
@@ -16,6 +17,15 @@ inline std::string to_lower(std::string_view s) {
     std::string out(s);
     for (char& c : out) c = ascii_lower(c);
     return out;
+}
+
+// A hex digit's value (either case), or -1: percent-encoding (RFC 3986,
+// RFC 2231), quoted-printable and RFC 2047 Q all decode with it.
+constexpr int hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
 }
 
 constexpr bool iequals(std::string_view a, std::string_view b) noexcept {

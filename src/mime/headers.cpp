@@ -2,6 +2,7 @@
 // quoted strings, comments, and RFC 2231 parameter continuations and
 // charset'language'percent-encoded values.
 #include <sigrelay/mime/scanner.hpp>
+#include <sigrelay/text.hpp>
 
 #include "text_util.hpp"
 
@@ -10,6 +11,8 @@
 
 namespace sigrelay::mime {
 namespace {
+
+using text::hex_value;
 
 void skip_cfws(std::string_view v, std::size_t& i) {
     while (i < v.size()) {
@@ -55,13 +58,6 @@ std::string read_value(std::string_view v, std::size_t& i) {
     // Lenient token: many generators leave '=', '/', '?' unquoted.
     while (i < v.size() && !is_tspecial_stop(v[i])) out.push_back(v[i++]);
     return out;
-}
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
 }
 
 std::string percent_decode(std::string_view s) {

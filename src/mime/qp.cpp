@@ -3,6 +3,7 @@
 // end a line (rule 3) and treats only CRLF as a hard line break, so decoding
 // gives back the exact bytes.
 #include <sigrelay/mime/codec.hpp>
+#include <sigrelay/text.hpp>
 
 #include <algorithm>
 #include <array>
@@ -14,6 +15,8 @@
 
 namespace sigrelay::mime {
 namespace {
+
+using text::hex_value;
 
 constexpr char kHex[] = "0123456789ABCDEF";
 
@@ -27,13 +30,6 @@ constexpr std::array<std::uint8_t, 256> make_literal() {
     return t;
 }
 constexpr auto kLiteral = make_literal();
-
-int hex_value(unsigned char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;  // lenient: lowercase hex
-    return -1;
-}
 
 // Length of the run at p[0..n) of bytes written as they are whatever follows
 // them (printable ASCII but '=', space and tab), 16 at a time with SSE2:

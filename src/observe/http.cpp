@@ -1,6 +1,7 @@
-// The /metrics and /healthz endpoint: one request per connection, answered
-// and closed. Small on purpose: Prometheus and load-balancer health checks
-// are its only clients.
+// The /metrics and /healthz endpoint, and the door to the admin pages: one
+// request per connection, answered and closed. Small on purpose: Prometheus,
+// load-balancer health checks and an administrator's browser are its only
+// clients.
 #include <sigrelay/observe.hpp>
 
 #include <chrono>
@@ -27,12 +28,15 @@ const char* reason(int status) {
 }
 }  // namespace
 
-std::string http_response(int status, std::string_view content_type, std::string_view body) {
+std::string http_response(int status, std::string_view content_type, std::string_view body,
+                          std::string_view extra_headers, bool head) {
     std::string r = "HTTP/1.1 " + std::to_string(status) + " " + reason(status) + "\r\n";
     r += "Content-Type: ";
     r += content_type;
-    r += "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
-    r += body;
+    r += "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    r += extra_headers;
+    r += "Connection: close\r\n\r\n";
+    if (!head) r += body;
     return r;
 }
 
@@ -50,10 +54,19 @@ http_endpoint::route http_endpoint::dispatch(std::string_view head, bool healthy
     }
     std::string_view method = line.substr(0, sp1);
     std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-    if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
+    std::string_view query;
+    if (auto q = target.find('?'); q != std::string_view::npos) {
+        query = target.substr(q + 1);
+        target = target.substr(0, q);
+    }
+    r.head = method == "HEAD";
     if (target != "/metrics" && target != "/healthz") {
+        // 404 unless the pages callback serves the path.
         r.status = 404;
         r.body = "not found\n";
+        r.page = method == "GET" || method == "HEAD";
+        r.path = target;
+        r.query = query;
         return r;
     }
     if (method != "GET" && method != "HEAD") {
@@ -89,17 +102,24 @@ public:
         answered_ = true;
         c.pause_reading();
         route r = dispatch(head_, ep_.healthy_);
+        if (r.page && ep_.pages_) {
+            if (auto served = ep_.pages_(r.path, r.query)) {
+                served->head = r.head;
+                r = std::move(*served);
+            }
+        }
         if (!r.metrics) {
-            c.send(http_response(r.status, r.content_type, r.body));
+            c.send(http_response(r.status, r.content_type, r.body, r.headers, r.head));
             c.close();
             return;
         }
         std::weak_ptr<int> alive = alive_;
         runtime::connection* conn = &c;
         std::string type = r.content_type;
-        ep_.metrics_([alive, conn, type](std::string body) {
+        const bool head = r.head;
+        ep_.metrics_([alive, conn, type, head](std::string body) {
             if (alive.expired()) return;
-            conn->send(http_response(200, type, body));
+            conn->send(http_response(200, type, body, {}, head));
             conn->close();
         });
     }
@@ -113,7 +133,8 @@ private:
     bool answered_ = false;
 };
 
-http_endpoint::http_endpoint(runtime::reactor& r, metrics_fn metrics) : reactor_(r), metrics_(std::move(metrics)) {}
+http_endpoint::http_endpoint(runtime::reactor& r, metrics_fn metrics, pages_fn pages)
+    : reactor_(r), metrics_(std::move(metrics)), pages_(std::move(pages)) {}
 
 result<void> http_endpoint::listen(const runtime::socket_address& addr) {
     return reactor_.listen(addr, [this](runtime::connection& c) -> runtime::connection_handler* {

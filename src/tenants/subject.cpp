@@ -1,6 +1,7 @@
 // The message's Subject for `subject_contains` rules: a tiny header reader
 // (RFC 5322 §2.2.3 unfolding) and an RFC 2047 encoded-word decoder.
 #include <sigrelay/tenants.hpp>
+#include <sigrelay/text.hpp>
 
 #include <array>
 #include <cstdint>
@@ -8,6 +9,8 @@
 namespace sigrelay::tenants {
 
 namespace {
+
+using text::hex_value;
 
 constexpr std::size_t max_header_bytes = 1 << 20;
 
@@ -29,13 +32,6 @@ constexpr std::array<std::uint16_t, 32> cp1252_high = {
     0x20ac, 0x0081, 0x201a, 0x0192, 0x201e, 0x2026, 0x2020, 0x2021, 0x02c6, 0x2030, 0x0160,
     0x2039, 0x0152, 0x008d, 0x017d, 0x008f, 0x0090, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022,
     0x2013, 0x2014, 0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0x009d, 0x017e, 0x0178};
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
 
 int b64_value(char c) {
     if (c >= 'A' && c <= 'Z') return c - 'A';

@@ -765,6 +765,40 @@ TEST_CASE("close() flushes queued data before FIN; send_view keeps its storage a
     CHECK(wait_until([&] { return watch.expired(); }));
 }
 
+TEST_CASE("sends queued in one turn leave in one sendmsg, in order") {
+    running rr;
+    struct h_t : connection_handler {
+        void on_data(connection& c, std::span<const char> bytes) override {
+            // A reply and two more pieces of it, as a pipelined group would.
+            c.send(std::string("250 one\r\n"));
+            c.send(std::string(bytes.data(), bytes.size()));
+            c.send(std::string("250 three\r\n"));
+            c.close();
+        }
+        void on_closed(connection&, int) override {}
+    } h;
+    REQUIRE(rr.r->listen(loopback(),
+                         [&](connection& c) {
+                             c.send(std::string("220 a "));
+                             c.send(std::string("greeting\r\n"));
+                             return &h;
+                         })
+                .ok());
+    auto to = rr.r->listening_addresses()[0];
+    rr.start();
+    int fd = client_connect(to);
+    std::string greeting(16, '\0');
+    REQUIRE(::recv(fd, greeting.data(), greeting.size(), MSG_WAITALL) == 16);
+    CHECK(greeting == "220 a greeting\r\n");
+    CHECK(wait_until([&] { return rr.r->sends_submitted() == 1; }));
+    REQUIRE(::send(fd, "two\r\n", 5, 0) == 5);
+    int err = -1;
+    CHECK(read_to_eof(fd, &err) == "250 one\r\ntwo\r\n250 three\r\n");
+    ::close(fd);
+    CHECK(err == 0);
+    CHECK(rr.r->sends_submitted() == 2);  // not 5
+}
+
 TEST_CASE("accept_fn may refuse: queued reply, close, no handler") {
     running rr;
     REQUIRE(rr.r->listen(loopback(),

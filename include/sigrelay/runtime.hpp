@@ -202,6 +202,9 @@ public:
     void stop(std::chrono::milliseconds drain);
 
     std::size_t connection_count() const noexcept;
+    // sendmsg operations submitted so far: what the queue cork saves shows
+    // here (every send() of one turn to one connection is one sendmsg).
+    std::uint64_t sends_submitted() const noexcept;
     unsigned shard() const noexcept;
 
     struct impl;

@@ -186,7 +186,16 @@ void reactor::impl::enqueue(connection* c, detail::send_chunk&& chunk) {
     if (ci.st != conn_state::open && ci.st != conn_state::connecting) return;  // closing: dropped
     ci.queued += chunk.size;
     ci.queue.push_back(std::move(chunk));
-    if (ci.st == conn_state::open) arm_send(c);
+    // Corked until the end of this turn: everything the handlers queue for
+    // the connection meanwhile (MAIL and its RCPTs, a reply and the next
+    // one) leaves in one sendmsg, so one segment and one wake-up of the
+    // peer instead of one per piece. A send in flight picks the queue up
+    // when it completes.
+    if (ci.st == conn_state::open && !ci.send_in_flight && !ci.in_corked) {
+        ci.in_corked = true;
+        ++ci.refs;
+        corked.push_back(c);
+    }
 }
 
 void reactor::impl::arm_send(connection* c) {
@@ -208,6 +217,7 @@ void reactor::impl::arm_send(connection* c) {
         return;
     }
     io_uring_prep_sendmsg(sqe, c->fd_, &ci.msg, MSG_NOSIGNAL);
+    sends.fetch_add(1, std::memory_order_relaxed);
     io_uring_sqe_set_data64(sqe, detail::pack(c, op_kind::send));
     // Linked timeout: a peer that never reads cannot hold the connection
     // (and its queue) forever; the send then ends with -ECANCELED.

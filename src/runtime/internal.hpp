@@ -138,6 +138,7 @@ struct connection::impl {
     bool recv_cancel_sent = false;
     bool in_starved = false;  // in reactor::impl::starved_ (holds a ref)
     bool in_resumed = false;  // in reactor::impl::resumed_ (holds a ref)
+    bool in_corked = false;   // in reactor::impl::corked (holds a ref)
     bool in_reap = false;
     int recv_ops = 0;       // multishot recvs in flight (1, or 2 briefly around a cancel)
     int refs = 0;           // ops in flight + callbacks on the stack + deferred-list entries
@@ -181,6 +182,7 @@ struct reactor::impl {
 
     std::vector<connection*> conns;  // every connection not yet reaped
     std::atomic<std::size_t> conn_count{0};
+    std::atomic<std::uint64_t> sends{0};  // sendmsg ops submitted
     std::uint64_t next_conn_id = 1;
 
     std::unordered_map<std::uint64_t, std::unique_ptr<detail::reactor_timer>> timers;
@@ -189,6 +191,7 @@ struct reactor::impl {
     // Deferred work, run between completion batches (never inside a callback).
     std::vector<connection*> starved;  // -ENOBUFS: re-arm recv once buffers are back
     std::vector<connection*> resumed;  // deliver stash, re-arm recv
+    std::vector<connection*> corked;   // queued sends, armed at the end of the turn
     std::vector<connection*> reap;     // dead, no op in flight: close, on_closed, free
 
     bool stopping = false;

@@ -162,6 +162,19 @@ bool reactor::impl::run_deferred() {
         }
         did = true;
     }
+    if (!corked.empty()) {
+        // Last of the deferred work (what ran above may have queued more).
+        std::vector<connection*> list;
+        list.swap(corked);
+        for (connection* c : list) {
+            auto& ci = *c->impl_;
+            ci.in_corked = false;
+            // closing: close() waits for this queue to be sent.
+            if (ci.st == connection::impl::state::open || ci.st == connection::impl::state::closing) arm_send(c);
+            unref(c);
+        }
+        did = true;
+    }
     if (!reap.empty()) {
         // A prepared cancel may still name a descriptor closed below: hand
         // it to the kernel first, so it never meets a reused fd number.
@@ -286,6 +299,10 @@ void reactor::cancel(std::uint64_t timer_id) {
 
 std::size_t reactor::connection_count() const noexcept {
     return impl_->conn_count.load(std::memory_order_relaxed);
+}
+
+std::uint64_t reactor::sends_submitted() const noexcept {
+    return impl_->sends.load(std::memory_order_relaxed);
 }
 
 unsigned reactor::shard() const noexcept {

@@ -1040,6 +1040,29 @@ TEST_CASE("feed() from inside a callback is queued, not recursed") {
                          "send:250 2.1.5 Ok"});
 }
 
+TEST_CASE("input is read where it lies and only the unread rest is kept") {
+    // feed() with nothing buffered processes the caller's bytes in place:
+    // the caller may reuse its buffer as soon as feed() returns.
+    harness h;
+    h.deferred = true;
+    h.ready();
+    std::string buf = "MAIL FROM:<a@b.test>\r\nRCPT TO:<one@d.test>\r\nRCPT TO:<tw";
+    h.s.feed(std::span<const char>(buf.data(), buf.size()));
+    const auto kept = h.s.buffered_bytes();
+    std::fill(buf.begin(), buf.end(), 'X');
+    buf = "o@d.test>\r\n";
+    h.s.feed(std::span<const char>(buf.data(), buf.size()));
+    std::fill(buf.begin(), buf.end(), 'Y');
+    while (h.pending > 0) {
+        --h.pending;
+        h.s.answer({250, "2.1.5", "Ok"});
+    }
+    CHECK(kept > 0);
+    CHECK(h.count("rcpt:<one@d.test>") == 1);
+    CHECK(h.count("rcpt:<two@d.test>") == 1);
+    CHECK(h.s.buffered_bytes() == 0);
+}
+
 // ---- pipelined MAIL/RCPT groups (RFC 2920 §3.1): decisions ahead of answers --------------
 
 namespace {

@@ -77,6 +77,21 @@ struct server_session::impl {
 
     std::string in_;  // input not yet processed from pos_ on
     std::size_t pos_ = 0;
+    // During a run() that feed() started with in_ empty: the caller's bytes,
+    // processed where they lie; what is left is copied into in_ at the end.
+    // Most reads (a pipelined group, a whole message) are used up at once,
+    // so they are never copied at all.
+    std::string_view ext_;
+    bool ext_active_ = false;
+    std::string_view input() const noexcept { return ext_active_ ? ext_ : std::string_view(in_); }
+    // Whatever of ext_ is still unread becomes in_ (before appending to it).
+    void keep_external() {
+        if (!ext_active_) return;
+        in_.assign(ext_.substr(pos_));
+        pos_ = 0;
+        ext_ = {};
+        ext_active_ = false;
+    }
     std::string later_;  // input fed from inside a callback, appended between steps
     std::string line_;   // the command being handled (owns what handlers see)
     std::string out_;    // DATA content of one step
@@ -230,7 +245,7 @@ struct server_session::impl {
         mail_pending_ = false;
         rcpts_in_flight_ = 0;
         draining_ = false;
-        pos_ = in_.size();
+        pos_ = input().size();
         later_.clear();
         enter(phase::closed);
         if (txn) ev.on_reset();
@@ -274,14 +289,14 @@ struct server_session::impl {
         if (front != decision::mail && front != decision::rcpt) return false;
         // Only a whole line within the limit: the line reader will return
         // exactly this line (a longer one waits and is refused in order).
-        const std::string_view avail = std::string_view(in_).substr(pos_, max_command_line);
+        const std::string_view avail = input().substr(pos_, max_command_line);
         const std::size_t lf = avail.find('\n');
         if (lf == std::string_view::npos) return false;
         std::string_view line = avail.substr(0, lf);
         if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
         return detail::iequals(detail::split_command(line).verb, "RCPT");
     }
-    bool input_pending() const noexcept { return pos_ < in_.size() || !later_.empty(); }
+    bool input_pending() const noexcept { return pos_ < input().size() || !later_.empty(); }
 
     // ---- the processing loop --------------------------------------------
     void run() {
@@ -289,11 +304,12 @@ struct server_session::impl {
         running_ = true;
         for (;;) {
             if (!later_.empty()) {
+                keep_external();
                 in_.append(later_);
                 later_.clear();
             }
             if (phase_ == phase::command && maybe_shutdown()) break;
-            if (pos_ >= in_.size()) break;
+            if (pos_ >= input().size()) break;
             if (phase_ == phase::command) {
                 if (!step_command()) break;
             } else if (phase_ == phase::data) {
@@ -306,8 +322,12 @@ struct server_session::impl {
         }
         running_ = false;
         if (phase_ == phase::closed) {
+            ext_ = {};
+            ext_active_ = false;
             in_.clear();
             pos_ = 0;
+        } else if (ext_active_) {
+            keep_external();
         } else if (pos_ > 0) {
             in_.erase(0, pos_);
             pos_ = 0;
@@ -316,7 +336,7 @@ struct server_session::impl {
 
     // One command line; false when more input is needed.
     bool step_command() {
-        const auto r = lines.next(std::string_view(in_).substr(pos_));
+        const auto r = lines.next(input().substr(pos_));
         pos_ += r.consumed;
         switch (r.what) {
             case detail::line_reader::kind::need_more:
@@ -345,8 +365,7 @@ struct server_session::impl {
             // RFC 2920 §3.1. For DATA this is message content sent before
             // the 354 (RFC 2920 §3.1, RFC 5321 §4.1.1.4); it must never be
             // read as commands or content.
-            log_peer("improper pipelining after " + std::string(spec->name),
-                     std::string_view(in_).substr(pos_));
+            log_peer("improper pipelining after " + std::string(spec->name), input().substr(pos_));
             say(554, "5.5.0", "Error: improper command pipelining");
             close();
             return;
@@ -360,7 +379,7 @@ struct server_session::impl {
 
     // DATA content or BDAT chunk bytes.
     void step_body() {
-        const std::string_view avail = std::string_view(in_).substr(pos_);
+        const std::string_view avail = input().substr(pos_);
         if (body_ == body::data) {
             out_.clear();
             const auto r = data.consume(avail, out_);
@@ -619,7 +638,7 @@ struct server_session::impl {
         // RFC 2920 §3.1 wants QUIT last in a group; we close right after the
         // 221 anyway, so whatever is behind it is never read, only logged.
         if (input_pending())
-            log_peer("input after QUIT ignored", std::string_view(in_).substr(pos_));
+            log_peer("input after QUIT ignored", input().substr(pos_));
         say(221, "2.0.0", cfg.hostname + " Bye");
         close();
     }
@@ -629,8 +648,8 @@ struct server_session::impl {
         // RFC 3207 §4.2 / CVE-2011-0411: plaintext pipelined behind STARTTLS
         // must not be read as if it came over TLS. Drop it.
         if (input_pending()) {
-            log_peer("input pipelined after STARTTLS discarded", in_.substr(pos_) + later_);
-            pos_ = in_.size();
+            log_peer("input pipelined after STARTTLS discarded", std::string(input().substr(pos_)) + later_);
+            pos_ = input().size();
             later_.clear();
         }
         end_txn(true);
@@ -715,7 +734,13 @@ void server_session::feed(std::span<const char> bytes) {
         s.later_.append(b);
         return;
     }
-    s.in_.append(b);
+    if (s.in_.empty()) {
+        s.ext_ = b;
+        s.ext_active_ = true;
+        s.pos_ = 0;
+    } else {
+        s.in_.append(b);
+    }
     s.run();
 }
 
@@ -791,6 +816,10 @@ void server_session::tls_started() {
     s.tls_active_ = true;
     s.helo_seen_ = false;
     s.lines.reset();
+    // Nothing read before the handshake is kept (even if it is called from
+    // inside a run() over the caller's bytes).
+    s.ext_ = {};
+    s.ext_active_ = false;
     s.in_.clear();
     s.pos_ = 0;
     s.later_.clear();
@@ -844,7 +873,7 @@ std::uint64_t server_session::messages() const noexcept {
 }
 std::size_t server_session::buffered_bytes() const noexcept {
     const auto& s = *impl_;
-    return s.in_.size() - s.pos_ + s.later_.size() + s.held_bytes_;
+    return s.input().size() - s.pos_ + s.later_.size() + s.held_bytes_;
 }
 
 }  // namespace sigrelay::smtp

@@ -6,9 +6,11 @@
 #      tenant's client certificate, every message signed (the product)
 #   4. as 3 with BDAT from the client
 # Bounded in count and time; prints one JSON line per run.
-# Usage: bench/e2e.sh [--quick] [MESSAGES] [CONNECTIONS] [SIZE]   (env: RELAY_THREADS, BUILD)
+# Usage: bench/e2e.sh [--quick] [MESSAGES] [CONNECTIONS] [SIZE]   (env: RELAY_THREADS, BUILD, METRICS_PORT)
 #   --quick: 500 messages over 10 connections, a smoke run of every path in
 #   a few seconds (needs only what scripts/setup.sh installs).
+# The relay runs are also given relay_sends_per_message: sendmsg operations
+# per message on both legs, from its /metrics (sigrelay_socket_sends_total).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0
@@ -40,16 +42,33 @@ wait_port() {
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, 1/100 s
 
+metrics_port=${METRICS_PORT:-2597}
+# A counter of the relay's /metrics, summed over shards (bash's /dev/tcp: no curl needed).
+relay_metric() {
+  local out
+  exec 3<>"/dev/tcp/127.0.0.1/$metrics_port" || { echo 0; return; }
+  printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3
+  out=$(cat <&3)
+  exec 3<&-
+  awk -v m="$1" 'index($0, m "{") == 1 {s += $2} END {print s + 0}' <<<"$out"
+}
+
 blast() {  # label port server-pid blaster-flags...
   local label=$1 port=$2 server=$3; shift 3
-  local out c0 c1
+  local out c0 c1 s0=0 s1=0 extra=""
+  [ "$server" = "${rpid:-}" ] && s0=$(relay_metric sigrelay_socket_sends_total)
   c0=$(cpu_ticks "$server")
   out=$(timeout 300 "$blaster" --target 127.0.0.1:$port --connections "$connections" --messages "$messages" \
         --size "$size" --from jane.doe@fabrikam.com --json "$@" || true)
   c1=$(cpu_ticks "$server")
+  if [ "$server" = "${rpid:-}" ]; then
+    s1=$(relay_metric sigrelay_socket_sends_total)
+    # sendmsg operations per message, both legs (sigrelay_socket_sends_total).
+    extra=", \"relay_sends_per_message\": $(awk "BEGIN{printf \"%.2f\", ($s1-$s0)/$messages}")"
+  fi
   # The server's own CPU time: messages per CPU-second is the per-core figure
   # (blaster, sink and relay share this machine's cores).
-  echo "{\"run\": \"$label\", \"messages\": $messages, \"connections\": $connections, \"size\": $size, \"server_cpu_seconds\": $(awk "BEGIN{print ($c1-$c0)/100}"), \"result\": ${out:-null}}"
+  echo "{\"run\": \"$label\", \"messages\": $messages, \"connections\": $connections, \"size\": $size, \"server_cpu_seconds\": $(awk "BEGIN{print ($c1-$c0)/100}")$extra, \"result\": ${out:-null}}"
 }
 
 "$sink" --listen 127.0.0.1:$sink_port --quiet &
@@ -64,8 +83,8 @@ blast "blaster -> sink, STARTTLS + client certificate" $sink_port $pid \
   --client-cert certs/S5HG3DCG14.pem --client-key certs/S5HG3DCG14.key
 
 "$relay" --listen 127.0.0.1:$relay_port --tenants examples/tenants.json --threads "$relay_threads" \
-  --tls-cert certs/relay.pem --tls-key certs/relay.key --quiet &
-rpid=$!; wait_port $relay_port
+  --tls-cert certs/relay.pem --tls-key certs/relay.key --quiet --metrics-listen "$metrics_port" &
+rpid=$!; wait_port $relay_port; wait_port "$metrics_port"
 blast "blaster -> sigrelay ($relay_threads shard) -> sink, STARTTLS both legs, signed" $relay_port $rpid \
   --starttls --ca certs/ca.pem --tls-name smtp.contososignatureservice.com
 blast "blaster -> sigrelay ($relay_threads shard) -> sink, BDAT, STARTTLS both legs, signed" $relay_port $rpid \

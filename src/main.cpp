@@ -80,6 +80,7 @@ int fail(int code, const std::string& msg) {
 }
 
 struct shard_state {
+    runtime::reactor* reactor = nullptr;
     std::optional<tls::context> tls;
     std::unique_ptr<relay::shard> relay;
     std::unique_ptr<inbound::listener> listener;
@@ -168,6 +169,9 @@ const metric metrics_table[] = {
      [](const shard_state& s) { return std::uint64_t{s.relay->pool().stats().open}; }},
     {"sigrelay_outbound_idle", K::gauge, "Outbound connections idle in the pool now.",
      [](const shard_state& s) { return std::uint64_t{s.relay->pool().stats().idle}; }},
+    {"sigrelay_socket_sends_total", K::counter,
+     "sendmsg operations submitted, both legs (what one turn queues for a connection is one).",
+     [](const shard_state& s) { return s.reactor->sends_submitted(); }},
 };
 constexpr std::size_t metric_count = sizeof metrics_table / sizeof metrics_table[0];
 
@@ -431,6 +435,7 @@ int main(int argc, char** argv) {
     std::shared_ptr<const tenants::snapshot> current = *snap;
     auto started = group.start([&](runtime::reactor& r, unsigned i) -> result<void> {
         shard_state& st = shards[i];
+        st.reactor = &r;
         st.relay = std::make_unique<relay::shard>(r, ro, current, i, **resolver);
         st.listener = std::make_unique<inbound::listener>(io, ips, st.tls ? &*st.tls : nullptr,
                                                           st.relay->handlers());

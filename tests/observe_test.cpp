@@ -61,7 +61,9 @@ TEST_CASE("other paths are page routes; HEAD sends headers only") {
     CHECK(p.status == 404);  // unless the pages callback serves it
     CHECK(p.path == "/preview");
     CHECK(p.query == "from=a%40b.com&to=c");
-    CHECK_FALSE(http_endpoint::dispatch("POST /preview HTTP/1.1\r\n\r\n", true).page);
+    auto post = http_endpoint::dispatch("POST /preview HTTP/1.1\r\n\r\n", true);
+    CHECK_FALSE(post.page);
+    CHECK(post.status == 405);  // every path is read-only
     CHECK(http_endpoint::dispatch("HEAD /metrics HTTP/1.1\r\n\r\n", true).head);
 
     const std::string full = http_response(200, "text/html", "<p>hi</p>", "X-A: b\r\n");

@@ -60,18 +60,19 @@ http_endpoint::route http_endpoint::dispatch(std::string_view head, bool healthy
         target = target.substr(0, q);
     }
     r.head = method == "HEAD";
+    if (method != "GET" && method != "HEAD") {
+        // Every path is read-only.
+        r.status = 405;
+        r.body = "method not allowed\n";
+        return r;
+    }
     if (target != "/metrics" && target != "/healthz") {
         // 404 unless the pages callback serves the path.
         r.status = 404;
         r.body = "not found\n";
-        r.page = method == "GET" || method == "HEAD";
+        r.page = true;
         r.path = target;
         r.query = query;
-        return r;
-    }
-    if (method != "GET" && method != "HEAD") {
-        r.status = 405;
-        r.body = "method not allowed\n";
         return r;
     }
     if (target == "/healthz") {

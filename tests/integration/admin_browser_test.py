@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -82,6 +83,17 @@ def browser():
               "--window-size=1280,1000", "--no-first-run", "--disable-extensions"):
         opts.add_argument(a)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+
+
+def http_request(port, method, path):
+    """Status and body of one request (Connection: close)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
+        data = b""
+        while chunk := c.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
 
 
 def png_size(data):
@@ -187,6 +199,10 @@ def tenants_page_and_an_unknown_sender_in_chromium():
             assert status == 400, status
             status, _ = rt.http_get(a.mport, "/nothing-here")
             assert status == 404, status
+            status, _ = http_request(a.mport, "POST", "/preview?from=jane.doe%40fabrikam.com")
+            assert status == 405, status
+            status, body = http_request(a.mport, "HEAD", "/tenants")
+            assert status == 200 and body == b"", (status, body[:80])
         finally:
             d.quit()
 

@@ -775,7 +775,8 @@ TEST_CASE("sends queued in one turn leave in one sendmsg, in order") {
             c.send(std::string("250 three\r\n"));
             c.close();
         }
-        void on_closed(connection&, int) override {}
+        void on_closed(connection&, int) override { closed = true; }
+        std::atomic<bool> closed{false};
     } h;
     REQUIRE(rr.r->listen(loopback(),
                          [&](connection& c) {
@@ -797,6 +798,8 @@ TEST_CASE("sends queued in one turn leave in one sendmsg, in order") {
     ::close(fd);
     CHECK(err == 0);
     CHECK(rr.r->sends_submitted() == 2);  // not 5
+    // h must outlive every callback the reactor thread makes.
+    CHECK(wait_until([&] { return h.closed.load(); }));
 }
 
 TEST_CASE("accept_fn may refuse: queued reply, close, no handler") {

@@ -8,7 +8,6 @@
 #include <sigrelay/observe.hpp>
 
 #include "tenant_metrics.hpp"
-
 #include <sigrelay/relay.hpp>
 #include <sigrelay/resolve.hpp>
 #include <sigrelay/runtime.hpp>

@@ -1,6 +1,7 @@
 // Unit tests for src/tenants: the tenants file, lookups, the signature
 // decision, Subject decoding and the Received: builder.
 #include <sigrelay/tenants.hpp>
+#include <sigrelay/text.hpp>
 #include <sigrelay/mime/codec.hpp>
 
 #include <doctest/doctest.h>
@@ -98,6 +99,15 @@ std::string join(const std::vector<std::string>& lines) {
 }
 
 }  // namespace
+
+TEST_CASE("display names: placement, image mode, joined lists") {
+    CHECK(sigrelay::tenants::placement_name(sigrelay::mime::placement::bottom) == "bottom");
+    CHECK(sigrelay::tenants::placement_name(sigrelay::mime::placement::below_reply) == "below_reply");
+    CHECK(sigrelay::tenants::image_mode_name(sigrelay::tenants::image_mode::link) == "link");
+    const std::vector<std::string> parts = {"", "a.com", "b.com"};
+    CHECK(sigrelay::text::join(parts, ", ") == ", a.com, b.com");  // an empty first item keeps its place
+    CHECK(sigrelay::text::join(std::vector<std::string>{}, ", ").empty());
+}
 
 TEST_CASE("tenants: the examples load") {
     const std::string examples_dir = env_dir("SIGRELAY_EXAMPLES");

@@ -31,6 +31,8 @@ struct header_field {
 // points at its URL.
 enum class image_mode { embed, link };
 std::string_view image_mode_name(image_mode m) noexcept;
+// "bottom" or "below_reply", as the tenants file writes a template's placement.
+std::string_view placement_name(mime::placement p) noexcept;
 
 // An image a tenant's HTML templates may show, read, checked and
 // base64-encoded once when the snapshot is built.

@@ -4,6 +4,7 @@
 // read files.
 #pragma once
 
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -33,6 +34,16 @@ constexpr bool iequals(std::string_view a, std::string_view b) noexcept {
     for (std::size_t i = 0; i < a.size(); ++i)
         if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
     return true;
+}
+
+// "a, b, c" from {"a", "b", "c"} and ", ".
+inline std::string join(std::span<const std::string> parts, std::string_view sep) {
+    std::string out;
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+        if (i > 0) out += sep;
+        out += parts[i];
+    }
+    return out;
 }
 
 // Every bare CR, bare LF and CRLF becomes CRLF: files on disk (LF) into the

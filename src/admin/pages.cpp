@@ -4,6 +4,7 @@
 // so its markup is displayed as a mail client would, and no script in it (or
 // in a directory value a template did not escape) can run.
 #include <sigrelay/admin.hpp>
+#include <sigrelay/text.hpp>
 
 #include <cstdio>
 
@@ -51,14 +52,7 @@ route html_page(int status, std::string body) {
     return r;
 }
 
-std::string join(const std::vector<std::string>& v, std::string_view sep) {
-    std::string out;
-    for (const auto& s : v) {
-        if (!out.empty()) out += sep;
-        out += s;
-    }
-    return out;
-}
+using text::join;
 
 void row(std::string& out, std::string_view name, std::string_view escaped_value) {
     out += "<tr><th>";
@@ -166,7 +160,7 @@ route preview(const tn::snapshot& snap, std::string_view query, signature::date 
     const tn::template_set* set = d.template_name.empty() ? nullptr : t->find_template(d.template_name);
     if (set != nullptr) {
         row(s, "Template", html_escape(set->name + " (" + set->html_file + ", " + set->text_file + ")"));
-        row(s, "Placement", set->where == mime::placement::bottom ? "bottom" : "below_reply");
+        row(s, "Placement", tn::placement_name(set->where));
         row(s, "Images", html_escape(images_text(*t, *set)));
     } else {
         row(s, "Template", "none");
@@ -233,7 +227,7 @@ route tenants_page(const tn::snapshot& snap) {
         for (const auto& set : t.templates)
             s += "<tr><td>" + html_escape(set.name) + "</td><td><code>" + html_escape(set.html_file) +
                  "</code></td><td><code>" + html_escape(set.text_file) + "</code></td><td>" +
-                 (set.where == mime::placement::bottom ? "bottom" : "below_reply") + "</td><td>" +
+                 std::string(tn::placement_name(set.where)) + "</td><td>" +
                  html_escape(images_text(t, set)) + "</td></tr>\n";
         s += "</table>\n<h3>Rules, first match wins</h3><ol class=\"rules\" start=\"0\">\n";
         for (std::size_t i = 0; i < t.rules.size(); ++i) s += "<li>" + html_escape(rule_text(t, i)) + "</li>\n";

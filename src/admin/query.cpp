@@ -8,6 +8,7 @@ namespace sigrelay::admin {
 namespace {
 
 using text::hex_value;
+
 std::string form_decode(std::string_view s) {
     std::string out;
     out.reserve(s.size());

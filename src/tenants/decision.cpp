@@ -30,6 +30,10 @@ std::string_view scope_name(signature::recipients_scope s) noexcept {
     return "?";
 }
 
+std::string_view placement_name(mime::placement p) noexcept {
+    return p == mime::placement::bottom ? "bottom" : "below_reply";
+}
+
 std::string describe_conditions(const signature::rule& r) {
     std::string out;
     auto add = [&](std::string s) { out += (out.empty() ? "" : ", ") + std::move(s); };

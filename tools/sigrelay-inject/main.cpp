@@ -60,12 +60,7 @@ bool read_all(int fd, std::string& out) {
     }
 }
 
-
-std::string join(const std::vector<std::string>& v, std::string_view sep) {
-    std::string out;
-    for (const auto& s : v) out += (out.empty() ? "" : std::string(sep)) + s;
-    return out;
-}
+using sigrelay::text::join;
 
 // The decision as an administrator reads it (--show-decision).
 std::string describe(const sigrelay::tenants::tenant& t, const sigrelay::tenants::decision& d,
@@ -93,7 +88,7 @@ std::string describe(const sigrelay::tenants::tenant& t, const sigrelay::tenants
         line("rule", "none (" + d.reason + ")");
     if (const tn::template_set* s = d.template_name.empty() ? nullptr : t.find_template(d.template_name)) {
         line("template", s->name + " (" + s->html_file + ", " + s->text_file + ")");
-        line("placement", s->where == sigrelay::mime::placement::bottom ? "bottom" : "below_reply");
+        line("placement", std::string(tn::placement_name(s->where)));
         if (s->image_index.empty()) {
             line("images", "none");
         } else {
